@@ -1,0 +1,432 @@
+"""Vanilla policy gradient: Karpathy's "Pong from pixels", single- or multi-process.
+
+Loop: play a batch of B episodes with one fixed policy, compute rewards-to-go (restarting at
+every Pong point), subtract the batch-mean baseline (optionally divide by the std), and take
+one optimizer step on the policy-gradient surrogate -mean(log pi(a|s) * A).
+
+Two gradient paths give the same gradient (tests/test_vpg.py proves it):
+- ``batched`` (default): store the observations (int8 difference frames for Pong) and actions,
+  and recompute every log-probability in one batched forward at update time. Pong frames go
+  in as a sparse CSR batch, so the first layer costs per non-zero pixel.
+- ``per-step`` (the seed's original): run the policy with autograd at every step, keep every
+  step's graph alive until the batch ends, then call backward once per episode. Memory grows
+  with the batch: that is the lesson it keeps.
+
+Acting uses a numpy snapshot of the weights taken at the start of each batch: the snapshot
+*is* the fixed behaviour policy, and it keeps the per-step cost of acting far below the cost of
+an ALE step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dirtyrl import distributed
+from dirtyrl.checkpoint import load_checkpoint, pick_device, save_checkpoint
+from dirtyrl.config import DebugConfig, EnvConfig, RunConfig, arg, check_positive, check_run_config
+from dirtyrl.debug import attach
+from dirtyrl.envs import episode_seed, is_pong, make_env, reward_threshold
+from dirtyrl.errors import UserError
+from dirtyrl.nets import KarpathyPolicy
+from dirtyrl.returns import categorical_entropy, discounted_sum, rewards_to_go
+from dirtyrl.telemetry import (
+    EpisodeStats,
+    Progress,
+    RunLogger,
+    make_run_dir,
+    plot_learning_curve,
+    summary_dict,
+    write_json_atomic,
+)
+
+ALGO = "vpg"
+
+
+@dataclass
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
+    lr: float | None = arg(None, "learning rate; per-env default: 1e-3 for pong (Karpathy), 1e-2 otherwise")
+    gamma: float | None = arg(None, "discount; per-env default: 0.99")
+    batch_episodes: int | None = arg(
+        None, "episodes per update, played with one fixed policy; per-env default: 10 for pong (Karpathy), 4 otherwise"
+    )
+    hidden: int | None = arg(None, "hidden units of the two-layer policy; per-env default: 200 for pong, 64 otherwise")
+    optimizer: str | None = arg(
+        None, "per-env default: rmsprop for pong (Karpathy), adam otherwise", choices=["rmsprop", "adam"]
+    )
+    rmsprop_decay: float = arg(0.99, "RMSprop smoothing constant (Karpathy's decay_rate)")
+    standardize: bool = arg(True, "divide the advantages by their batch std (Karpathy standardises)")
+    zero_init_last: bool = arg(True, "zero-initialise the last layer for maximal initial entropy (Schulman)")
+    grad_path: str = arg(
+        "batched", "batched: one forward at update time; per-step: the seed's graph per step", choices=["batched", "per-step"]
+    )
+    workers: int = arg(1, "processes playing episodes in parallel on torch.distributed (gloo on CPU)")
+    sync: str = arg(
+        "allreduce",
+        "gradient sync across workers: allreduce, or reduce-broadcast (step on rank 0, broadcast weights)",
+        choices=["allreduce", "reduce-broadcast"],
+    )
+    reduce: str = arg(
+        "sum", "how all-reduce combines gradients: sum (exactly the one-process gradient) or mean", choices=["sum", "mean"]
+    )
+
+
+PRESETS = {
+    "pong": {"lr": 1e-3, "gamma": 0.99, "batch_episodes": 10, "hidden": 200, "optimizer": "rmsprop"},
+    "default": {"lr": 1e-2, "gamma": 0.99, "batch_episodes": 4, "hidden": 64, "optimizer": "adam"},
+}
+
+
+def resolve(cfg: Config) -> Config:
+    """Fill every field left at None from the env's preset, and check the numbers."""
+    preset = PRESETS["pong" if is_pong(cfg.env.env) else "default"]
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in preset.items() if getattr(cfg, k) is None})
+    check_run_config(cfg.run)
+    check_positive(lr=cfg.lr, batch_episodes=cfg.batch_episodes, hidden=cfg.hidden, workers=cfg.workers)
+    if not 0.0 <= cfg.gamma <= 1.0:
+        raise UserError(f"--gamma must be in [0, 1], got {cfg.gamma}")
+    if cfg.workers > cfg.batch_episodes:
+        raise UserError(
+            f"--workers {cfg.workers} is more than --batch-episodes {cfg.batch_episodes}: "
+            "every worker must play at least one episode per update"
+        )
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Acting with a frozen snapshot of the policy
+# ---------------------------------------------------------------------------------------------
+
+
+class Actor:
+    """Numpy copy of the policy weights, taken once per batch: the fixed behaviour policy.
+
+    Sparse observations (int8 difference frames) gather only the rows of W1^T for the non-zero
+    pixels, ~80 of 6,400 on a typical Pong frame.
+    """
+
+    def __init__(self, policy: KarpathyPolicy, sparse: bool) -> None:
+        self.w1t = policy.fc1.weight.detach().cpu().numpy().T.copy()  # (D, H), rows contiguous
+        self.w2 = policy.fc2.weight.detach().cpu().numpy().copy()  # (A, H)
+        self.sparse = sparse
+
+    def probs(self, obs: np.ndarray) -> np.ndarray:
+        x = obs.reshape(-1)
+        if self.sparse:
+            nz = np.flatnonzero(x)
+            hidden = x[nz].astype(np.float32) @ self.w1t[nz]
+        else:
+            hidden = x.astype(np.float32) @ self.w1t
+        np.maximum(hidden, 0.0, out=hidden)
+        logits = self.w2 @ hidden
+        p = np.exp(logits - logits.max())
+        return p / p.sum()
+
+
+def sample(p: np.ndarray, rng: np.random.Generator) -> int:
+    """Inverse-CDF sample of a categorical distribution (cheaper than rng.choice per step)."""
+    return min(int(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right")), len(p) - 1)
+
+
+@dataclass
+class Episode:
+    obs: list[np.ndarray]
+    actions: list[int]
+    rewards: list[float]
+    step_log_probs: list[torch.Tensor]  # per-step path only: each keeps its graph alive
+
+
+def play_episode(
+    env,
+    actor: Actor,
+    rng: np.random.Generator,
+    seed: int | None,
+    policy: KarpathyPolicy | None,
+    device: torch.device,
+    on_step,
+    on_point,
+) -> Episode:
+    """One episode with the fixed snapshot; ``policy`` given means the per-step path records graphs."""
+    ep = Episode([], [], [], [])
+    obs, _ = env.reset(seed=seed)
+    while True:
+        p = actor.probs(obs)
+        action = sample(p, rng)
+        if policy is not None:
+            x = torch.as_tensor(obs.reshape(1, -1), dtype=torch.float32, device=device)
+            ep.step_log_probs.append(torch.log_softmax(policy(x), dim=-1)[0, action])
+        ep.obs.append(obs)
+        ep.actions.append(action)
+        obs, reward, terminated, truncated, _ = env.step(action)  # obs = next_obs: the trap is forgetting it
+        ep.rewards.append(float(reward))
+        on_step()
+        if reward != 0:
+            on_point(reward > 0)
+        # Truncation (time limit) ends the episode exactly like termination here: rewards-to-go
+        # have no value function to bootstrap from.
+        if terminated or truncated:
+            return ep
+
+
+def batch_input(episodes: list[Episode], sparse: bool, device: torch.device) -> torch.Tensor:
+    """All observations of the batch as one (N, D) float tensor; sparse CSR for int8 frames."""
+    flat = np.stack([o.reshape(-1) for ep in episodes for o in ep.obs])  # (N, D), storage dtype
+    if not sparse:
+        return torch.as_tensor(flat, dtype=torch.float32, device=device)
+    rows, cols = np.nonzero(flat)
+    crow = np.zeros(len(flat) + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(flat)), out=crow[1:])
+    values = torch.as_tensor(flat[rows, cols], dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(crow),
+            torch.from_numpy(cols.astype(np.int64)),
+            values,
+            size=flat.shape,
+            device=device,
+            check_invariants=False,
+        )
+
+
+def episode_advantages(
+    episodes: list[Episode], gamma: float, pong: bool, standardize: bool, dist: distributed.Dist
+) -> np.ndarray:
+    """Rewards-to-go per episode, then the baseline over the whole (global) batch."""
+    returns = np.concatenate([rewards_to_go(np.array(ep.rewards), gamma, reset_on_nonzero=pong) for ep in episodes])
+    mean, std, _ = distributed.global_moments(dist, returns)
+    adv = returns - mean
+    if standardize:
+        adv = adv / (std + 1e-8)
+    return adv
+
+
+def batched_backward(
+    policy: KarpathyPolicy, episodes: list[Episode], adv: np.ndarray, normalizer: int, sparse: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fast path: one forward over every stored step, one backward. Returns (loss, entropies)."""
+    logits = policy(batch_input(episodes, sparse, device))  # (N, A)
+    actions = torch.as_tensor(np.concatenate([ep.actions for ep in episodes]), device=device)
+    log_p = torch.log_softmax(logits, dim=-1).gather(1, actions[:, None]).squeeze(1)  # (N,)
+    loss = -(log_p * torch.as_tensor(adv, dtype=torch.float32, device=device)).sum() / normalizer
+    loss.backward()
+    return loss.detach(), categorical_entropy(logits.detach())
+
+
+def per_step_backward(episodes: list[Episode], adv: np.ndarray, normalizer: int) -> torch.Tensor:
+    """The seed's path: the graphs recorded while playing, one backward per episode."""
+    total, start = torch.zeros(()), 0
+    for ep in episodes:
+        ep_adv = torch.as_tensor(adv[start : start + len(ep.actions)], dtype=torch.float32)
+        ep_loss = -(torch.stack(ep.step_log_probs) * ep_adv.to(ep.step_log_probs[0].device)).sum() / normalizer
+        ep_loss.backward()  # frees this episode's graphs; gradients accumulate in .grad
+        total += ep_loss.detach().cpu()
+        start += len(ep.actions)
+    return total
+
+
+def make_optimizer(cfg: Config, policy: KarpathyPolicy) -> torch.optim.Optimizer:
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(policy.parameters(), lr=cfg.lr, alpha=cfg.rmsprop_decay)
+    return torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def train(cfg: Config) -> Path:
+    """Train VPG; returns the run directory. Raises UserError for bad input."""
+    cfg = resolve(cfg)
+    dist = distributed.init()
+    torch.set_num_threads(cfg.run.threads)
+    device = pick_device(cfg.run.device)
+    pong = is_pong(cfg.env.env)
+    env = make_env(cfg.env.env, actions=cfg.env.actions, sticky=cfg.env.sticky)
+    obs_space = env.observation_space
+    sparse = obs_space.dtype == np.int8  # Pong difference frames
+    threshold = cfg.run.target_return if cfg.run.target_return is not None else reward_threshold(cfg.env.env)
+
+    torch.manual_seed(cfg.run.seed)
+    policy = KarpathyPolicy(int(np.prod(obs_space.shape)), int(env.action_space.n), cfg.hidden, cfg.zero_init_last).to(device)
+    optimizer = make_optimizer(cfg, policy)
+    stats = EpisodeStats(cfg.run.ema, threshold)
+    update, env_steps, episodes_started, wall_before = 0, 0, 0, 0.0
+
+    ckpt = None
+    if cfg.run.resume:
+        ckpt = load_checkpoint(cfg.run.resume, ALGO, cfg.env.env)
+        try:
+            policy.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise UserError(
+                f"checkpoint {cfg.run.resume} does not match this network/optimizer "
+                f"(hidden={cfg.hidden}, optimizer={cfg.optimizer}): {str(exc).splitlines()[0]}"
+            ) from exc
+        update, env_steps, episodes_started = ckpt["update"], ckpt["env_steps"], ckpt["episodes_started"]
+        wall_before = ckpt["wall_seconds"]
+        stats.load_state_dict(ckpt["stats"])
+        torch.set_rng_state(ckpt["torch_rng"])
+    distributed.broadcast_params(dist, policy)
+
+    run_dir = make_run_dir(ALGO, cfg.env.env, cfg.run.run_dir) if dist.is_main else None
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=str(run_dir) if run_dir else None))
+    logger = RunLogger(run_dir, enabled=dist.is_main)
+    if dist.is_main:
+        write_json_atomic(run_dir / "config.json", dataclasses.asdict(cfg))
+        logger.text("config", "```\n" + json.dumps(dataclasses.asdict(cfg), indent=2) + "\n```")
+    instruments = attach(cfg.debug, policy, logger, run_dir)
+    progress = Progress(cfg.run.progress if dist.is_main else "off", cfg.run.total_steps, cfg.run.total_episodes)
+    my_episodes = distributed.episodes_for_rank(cfg.batch_episodes, dist.world_size, dist.rank)
+    start = time.monotonic()
+
+    def checkpoint_state() -> dict:
+        return {
+            "algo": ALGO,
+            "env": cfg.env.env,
+            "config": dataclasses.asdict(cfg),
+            "model": policy.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "update": update,
+            "env_steps": env_steps,
+            "episodes_started": episodes_started,
+            "wall_seconds": wall_before + time.monotonic() - start,
+            "stats": stats.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def write_outputs(final: bool) -> None:
+        if not dist.is_main:
+            return
+        save_checkpoint(run_dir / "checkpoints" / "latest.pt", checkpoint_state())
+        summary = summary_dict(
+            ALGO, cfg.env.env, cfg.run.seed, env_steps, wall_before + time.monotonic() - start, stats, dist.world_size
+        )
+        write_json_atomic(run_dir / "summary.json", summary)
+        if final:
+            plot_learning_curve(
+                run_dir / "learning_curve.png", stats.returns, cfg.run.ema, f"VPG on {cfg.env.env} (seed {cfg.run.seed})"
+            )
+
+    def done() -> bool:
+        return (
+            (cfg.run.total_steps is not None and env_steps >= cfg.run.total_steps)
+            or (cfg.run.total_episodes is not None and stats.episodes >= cfg.run.total_episodes)
+            or (cfg.run.stop_when_solved and stats.solved)
+        )
+
+    pending_steps = 0
+    on_point = progress.point if pong else lambda won: None  # the seed's per-point marks
+
+    def on_step() -> None:
+        nonlocal pending_steps
+        pending_steps += 1
+        instruments.on_env_step(env, env_steps + pending_steps)
+
+    try:
+        while not done():
+            # ---- play: B episodes with one fixed policy ------------------------------------
+            actor = Actor(policy, sparse)
+            recorder = policy if cfg.grad_path == "per-step" else None
+            episodes: list[Episode] = []
+            pending_steps = 0
+            first = episodes_started + distributed.episode_offset(cfg.batch_episodes, dist.world_size, dist.rank)
+            for index in range(first, first + my_episodes):
+                # Seeds come from counters alone, so a checkpoint at a batch boundary needs no
+                # env or sampler state. The env is reseeded once per batch, not per episode:
+                # reseeding ALE reloads the ROM (~70 ms, a quarter of a Pong episode's time).
+                rng = np.random.default_rng([cfg.run.seed, index])
+                env_seed = episode_seed(cfg.run.seed, 0, index) if index == first else None
+                ep = play_episode(env, actor, rng, env_seed, recorder, device, on_step, on_point)
+                episodes.append(ep)
+                instruments.on_episode_end(index)
+                progress.episode_end(stats.episodes + len(episodes), sum(ep.rewards))
+                elapsed = wall_before + time.monotonic() - start
+                progress.update(
+                    env_steps + pending_steps,
+                    stats.episodes + len(episodes),
+                    (env_steps + pending_steps) / max(elapsed, 1e-9),
+                    stats.ema,
+                )
+
+            # ---- learn: rewards-to-go, baseline, one gradient step ----------------------------
+            adv = episode_advantages(episodes, cfg.gamma, pong, cfg.standardize, dist)
+            # The loss is a mean over every step of the global batch, so N ranks with sum
+            # reduction produce exactly the gradient of one process playing all B episodes.
+            n_local = sum(len(ep.actions) for ep in episodes)
+            normalizer = distributed.global_count(dist, n_local) if cfg.reduce == "sum" else n_local
+            optimizer.zero_grad(set_to_none=True)
+            if cfg.grad_path == "per-step":
+                loss = per_step_backward(episodes, adv, normalizer)
+                with torch.no_grad():
+                    entropies = categorical_entropy(policy(batch_input(episodes, sparse, device)))
+            else:
+                loss, entropies = batched_backward(policy, episodes, adv, normalizer, sparse, device)
+            instruments.after_backward(update, env_steps + pending_steps, loss, float(entropies.mean()))
+            distributed.sync_grads_and_step(dist, policy, optimizer, cfg.sync, cfg.reduce)
+            update += 1
+            instruments.after_step(update, env_steps + pending_steps)
+
+            # ---- bookkeeping: global episode stats, logging, checkpoint ------------------------
+            ent = entropies.cpu().numpy()
+            bounds = np.cumsum([0] + [len(ep.actions) for ep in episodes])
+            local = [
+                (sum(ep.rewards), len(ep.actions), discounted_sum(ent[a:b], cfg.gamma))
+                for ep, a, b in zip(episodes, bounds[:-1], bounds[1:], strict=True)
+            ]
+            everything = distributed.gather_objects(dist, (local, float(ent.sum()), len(ent)))
+            for part_episodes, _, _ in everything:
+                for ret, length, _ in part_episodes:
+                    env_steps += length
+                    stats.add(ret, length, env_steps, wall_before + time.monotonic() - start)
+            episodes_started += cfg.batch_episodes
+            entropy = sum(p[1] for p in everything) / sum(p[2] for p in everything)
+            long_term = float(np.mean([lt for p in everything for _, _, lt in p[0]]))
+            elapsed = wall_before + time.monotonic() - start
+            logger.scalar("losses/policy_loss", float(loss), env_steps)
+            logger.scalar("policy/entropy", entropy, env_steps)
+            logger.scalar("policy/long_term_entropy", long_term, env_steps)
+            logger.scalar("charts/sps", env_steps / elapsed, env_steps)
+            logger.scalar("charts/update", update, env_steps)
+            for ret in [r for p in everything for r, _, _ in p[0]]:
+                logger.scalar("charts/episode_return", ret, env_steps)
+            logger.scalar("charts/return_ema", stats.ema, env_steps)
+            progress.update(env_steps, stats.episodes, env_steps / elapsed, stats.ema, f"H {entropy:.3f}", force=True)
+            if update % cfg.run.checkpoint_every == 0:
+                write_outputs(final=False)
+    except KeyboardInterrupt:
+        progress.close()
+        write_outputs(final=True)
+        if dist.is_main:
+            print(
+                f"interrupted: checkpoint at {run_dir / 'checkpoints' / 'latest.pt'} "
+                f"(resume with --resume {run_dir / 'checkpoints' / 'latest.pt'})"
+            )
+        raise
+    finally:
+        instruments.close()
+        env.close()
+    progress.close()
+    write_outputs(final=True)
+    logger.close()
+    distributed.shutdown(dist)
+    if dist.is_main:
+        print(
+            f"run dir:        {run_dir}\n"
+            f"tensorboard:    tensorboard --logdir {run_dir / 'tb'}\n"
+            f"summary:        {run_dir / 'summary.json'}\n"
+            f"learning curve: {run_dir / 'learning_curve.png'}"
+        )
+    return run_dir

@@ -1,0 +1,107 @@
+"""The one entry point: ``dirtyrl train|play|inspect|graph|doctor|report``.
+
+Thread counts are read from argv and exported *before* numpy or torch is imported (OpenMP
+reads OMP_NUM_THREADS once, at load time), which is why the heavy imports below are local.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from dirtyrl.config import add_dataclass_args, build_config, config_from_dict
+from dirtyrl.errors import UserError
+
+ALGOS = {"vpg": "dirtyrl.algos.vpg", "dqn": "dirtyrl.algos.dqn", "random": "dirtyrl.algos.random_policy"}
+# Tool commands: each module has ``add_arguments(parser)`` and ``run(args) -> int``.
+TOOLS = {
+    "play": ("dirtyrl.debug.play", "watch a trained agent play (window or video file)"),
+    "inspect": ("dirtyrl.debug.inspect", "write a contact sheet of raw | processed | difference frames"),
+    "graph": ("dirtyrl.debug.graph", "render the backward graph of the loss and list unreachable parameters"),
+    "doctor": ("dirtyrl.debug.doctor", "run the probe environments against the real algorithms"),
+    "report": ("dirtyrl.debug.report", "one PNG page of a run's curves, beside the random baseline"),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong and where to look), exit 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    for i, token in enumerate(argv):
+        if token == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if token.startswith(flag + "="):
+            return token.split("=", 1)[1]
+    return None
+
+
+def set_threads(argv: list[str]) -> None:
+    """OMP/MKL threads per process: --threads, else cores divided among the local workers."""
+    threads = _flag_value(argv, "--threads")
+    workers = _flag_value(argv, "--workers")
+    if threads is None or not threads.isdigit() or int(threads) < 1:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", workers if workers and workers.isdigit() else "1") or 1)
+        threads = str(max(1, (os.cpu_count() or 1) // max(local, 1))) if local > 1 else "1"
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+
+
+def _load_algo(name: str):
+    return importlib.import_module(ALGOS[name])
+
+
+def build_parser(argv: list[str]) -> OneLineParser:
+    parser = OneLineParser(prog="dirtyrl", description="Reinforcement learning you can look inside.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    train = commands.add_parser("train", help="train an agent (vpg, dqn, random)")
+    algos = train.add_subparsers(dest="algo", required=True, parser_class=OneLineParser)
+    # Only the algorithm named on the command line is imported (each pulls in torch).
+    wanted = [a for a in ALGOS if a in argv[1:3]] or list(ALGOS)
+    for name in ALGOS:
+        sub = algos.add_parser(name, help=f"train {name}")
+        if name in wanted:
+            add_dataclass_args(sub, _load_algo(name).Config)
+    for name, (module, help_text) in TOOLS.items():
+        sub = commands.add_parser(name, help=help_text)
+        if name in argv[:1]:
+            importlib.import_module(module).add_arguments(sub)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    algo = _load_algo(args.algo)
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "algo")}
+    base = None
+    if values.get("resume"):
+        from dirtyrl.checkpoint import load_checkpoint
+
+        # Resuming continues the checkpoint's own config; flags given now override it.
+        state = load_checkpoint(values["resume"], algo.ALGO)
+        base = config_from_dict(algo.Config, state["config"])
+    algo.train(build_config(algo.Config, values, base))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    set_threads(argv)
+    args = build_parser(argv).parse_args(argv)
+    try:
+        if args.command == "train":
+            _train(args)
+            return 0
+        return importlib.import_module(TOOLS[args.command][0]).run(args)
+    except UserError as exc:
+        print(f"dirtyrl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
