@@ -66,6 +66,7 @@ class Config:
     )
     rmsprop_decay: float = arg(0.99, "RMSprop smoothing constant (Karpathy's decay_rate)")
     standardize: bool = arg(True, "divide the advantages by their batch std (Karpathy standardises)")
+    bias: bool | None = arg(None, "biases in both layers; per-env default: off for pong (the seed), on otherwise")
     zero_init_last: bool = arg(True, "zero-initialise the last layer for maximal initial entropy (Schulman)")
     grad_path: str = arg(
         "batched", "batched: one forward at update time; per-step: the seed's graph per step", choices=["batched", "per-step"]
@@ -82,8 +83,8 @@ class Config:
 
 
 PRESETS = {
-    "pong": {"lr": 1e-3, "gamma": 0.99, "batch_episodes": 10, "hidden": 200, "optimizer": "rmsprop"},
-    "default": {"lr": 1e-2, "gamma": 0.99, "batch_episodes": 4, "hidden": 64, "optimizer": "adam"},
+    "pong": {"lr": 1e-3, "gamma": 0.99, "batch_episodes": 10, "hidden": 200, "optimizer": "rmsprop", "bias": False},
+    "default": {"lr": 1e-2, "gamma": 0.99, "batch_episodes": 4, "hidden": 64, "optimizer": "adam", "bias": True},
 }
 
 
@@ -111,31 +112,51 @@ def resolve(cfg: Config) -> Config:
 class Actor:
     """Numpy copy of the policy weights, taken once per batch: the fixed behaviour policy.
 
-    Sparse observations (int8 difference frames) gather only the rows of W1^T for the non-zero
-    pixels, ~80 of 6,400 on a typical Pong frame.
+    Sparse observations (int8 difference frames) are stored as their non-zero pixels, ~80 of
+    6,400 on a typical Pong frame (lossless, ~6% of the bytes), and acting gathers only those
+    rows of W1^T.
     """
 
     def __init__(self, policy: KarpathyPolicy, sparse: bool) -> None:
         self.w1t = policy.fc1.weight.detach().cpu().numpy().T.copy()  # (D, H), rows contiguous
         self.w2 = policy.fc2.weight.detach().cpu().numpy().copy()  # (A, H)
+        self.b1 = policy.fc1.bias.detach().cpu().numpy().copy() if policy.fc1.bias is not None else 0.0
+        self.b2 = policy.fc2.bias.detach().cpu().numpy().copy() if policy.fc2.bias is not None else 0.0
         self.sparse = sparse
 
-    def probs(self, obs: np.ndarray) -> np.ndarray:
+    def encode(self, obs: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """The stored form of an observation: (indices, int8 values) if sparse, else float32."""
         x = obs.reshape(-1)
         if self.sparse:
             nz = np.flatnonzero(x)
-            hidden = x[nz].astype(np.float32) @ self.w1t[nz]
+            return nz, x[nz]
+        return x.astype(np.float32)
+
+    def probs(self, stored: np.ndarray | tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        if self.sparse:
+            nz, values = stored
+            hidden = values.astype(np.float32) @ self.w1t[nz]
         else:
-            hidden = x.astype(np.float32) @ self.w1t
-        np.maximum(hidden, 0.0, out=hidden)
-        logits = self.w2 @ hidden
+            hidden = stored @ self.w1t
+        hidden = np.maximum(hidden + self.b1, 0.0)
+        logits = self.w2 @ hidden + self.b2
         p = np.exp(logits - logits.max())
         return p / p.sum()
 
 
 def sample(p: np.ndarray, rng: np.random.Generator) -> int:
-    """Inverse-CDF sample of a categorical distribution (cheaper than rng.choice per step)."""
-    return min(int(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right")), len(p) - 1)
+    """Inverse-CDF sample of a categorical distribution (a few µs cheaper than rng.choice).
+
+    >>> sample(np.array([0.0, 1.0, 0.0]), np.random.default_rng(0))
+    1
+    """
+    u = rng.random()
+    cumulative = 0.0
+    for action, prob in enumerate(p.tolist()):
+        cumulative += prob
+        if u < cumulative:
+            return action
+    return len(p) - 1  # u landed in the float round-off above the last cumulative sum
 
 
 @dataclass
@@ -160,12 +181,12 @@ def play_episode(
     ep = Episode([], [], [], [])
     obs, _ = env.reset(seed=seed)
     while True:
-        p = actor.probs(obs)
-        action = sample(p, rng)
+        stored = actor.encode(obs)
+        action = sample(actor.probs(stored), rng)
         if policy is not None:
             x = torch.as_tensor(obs.reshape(1, -1), dtype=torch.float32, device=device)
             ep.step_log_probs.append(torch.log_softmax(policy(x), dim=-1)[0, action])
-        ep.obs.append(obs)
+        ep.obs.append(stored)
         ep.actions.append(action)
         obs, reward, terminated, truncated, _ = env.step(action)  # obs = next_obs: the trap is forgetting it
         ep.rewards.append(float(reward))
@@ -178,25 +199,19 @@ def play_episode(
             return ep
 
 
-def batch_input(episodes: list[Episode], sparse: bool, device: torch.device) -> torch.Tensor:
-    """All observations of the batch as one (N, D) float tensor; sparse CSR for int8 frames."""
-    flat = np.stack([o.reshape(-1) for ep in episodes for o in ep.obs])  # (N, D), storage dtype
+def batch_input(episodes: list[Episode], sparse: bool, dim: int, device: torch.device) -> torch.Tensor:
+    """All stored observations of the batch as one (N, D) float tensor; sparse CSR for frames."""
+    stored = [o for ep in episodes for o in ep.obs]
     if not sparse:
-        return torch.as_tensor(flat, dtype=torch.float32, device=device)
-    rows, cols = np.nonzero(flat)
-    crow = np.zeros(len(flat) + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=len(flat)), out=crow[1:])
-    values = torch.as_tensor(flat[rows, cols], dtype=torch.float32)
+        return torch.as_tensor(np.stack(stored), device=device)
+    crow = np.zeros(len(stored) + 1, np.int64)
+    np.cumsum([len(nz) for nz, _ in stored], out=crow[1:])
+    cols = torch.from_numpy(np.concatenate([nz for nz, _ in stored]).astype(np.int64))
+    values = torch.from_numpy(np.concatenate([v for _, v in stored]).astype(np.float32))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(crow),
-            torch.from_numpy(cols.astype(np.int64)),
-            values,
-            size=flat.shape,
-            device=device,
-            check_invariants=False,
-        )
+        x = torch.sparse_csr_tensor(torch.from_numpy(crow), cols, values, size=(len(stored), dim), check_invariants=False)
+    return x.to(device)
 
 
 def episode_advantages(
@@ -215,7 +230,7 @@ def batched_backward(
     policy: KarpathyPolicy, episodes: list[Episode], adv: np.ndarray, normalizer: int, sparse: bool, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fast path: one forward over every stored step, one backward. Returns (loss, entropies)."""
-    logits = policy(batch_input(episodes, sparse, device))  # (N, A)
+    logits = policy(batch_input(episodes, sparse, policy.fc1.in_features, device))  # (N, A)
     actions = torch.as_tensor(np.concatenate([ep.actions for ep in episodes]), device=device)
     log_p = torch.log_softmax(logits, dim=-1).gather(1, actions[:, None]).squeeze(1)  # (N,)
     loss = -(log_p * torch.as_tensor(adv, dtype=torch.float32, device=device)).sum() / normalizer
@@ -237,7 +252,7 @@ def per_step_backward(episodes: list[Episode], adv: np.ndarray, normalizer: int)
 
 def make_optimizer(cfg: Config, policy: KarpathyPolicy) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(policy.parameters(), lr=cfg.lr, alpha=cfg.rmsprop_decay)
+        return torch.optim.RMSprop(policy.parameters(), lr=cfg.lr, alpha=cfg.rmsprop_decay, eps=1e-5)  # Karpathy eps
     return torch.optim.Adam(policy.parameters(), lr=cfg.lr)
 
 
@@ -259,7 +274,9 @@ def train(cfg: Config) -> Path:
     threshold = cfg.run.target_return if cfg.run.target_return is not None else reward_threshold(cfg.env.env)
 
     torch.manual_seed(cfg.run.seed)
-    policy = KarpathyPolicy(int(np.prod(obs_space.shape)), int(env.action_space.n), cfg.hidden, cfg.zero_init_last).to(device)
+    policy = KarpathyPolicy(
+        int(np.prod(obs_space.shape)), int(env.action_space.n), cfg.hidden, cfg.zero_init_last, cfg.bias
+    ).to(device)
     optimizer = make_optimizer(cfg, policy)
     stats = EpisodeStats(cfg.run.ema, threshold)
     update, env_steps, episodes_started, wall_before = 0, 0, 0, 0.0
@@ -371,7 +388,7 @@ def train(cfg: Config) -> Path:
             if cfg.grad_path == "per-step":
                 loss = per_step_backward(episodes, adv, normalizer)
                 with torch.no_grad():
-                    entropies = categorical_entropy(policy(batch_input(episodes, sparse, device)))
+                    entropies = categorical_entropy(policy(batch_input(episodes, sparse, policy.fc1.in_features, device)))
             else:
                 loss, entropies = batched_backward(policy, episodes, adv, normalizer, sparse, device)
             instruments.after_backward(update, env_steps + pending_steps, loss, float(entropies.mean()))

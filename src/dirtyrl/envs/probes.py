@@ -16,6 +16,8 @@ Registered as ``dirtyrl/Probe1-v0`` ... ``dirtyrl/Probe5-v0`` so every command c
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 
@@ -23,10 +25,11 @@ import numpy as np
 class ProbeEnv(gym.Env):
     """One env class, five behaviours; observations are float32 of shape (1,)."""
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
-    def __init__(self, probe: int) -> None:
+    def __init__(self, probe: int, render_mode: str | None = None) -> None:
         self.probe = probe
+        self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.action_space = gym.spaces.Discrete(2 if probe >= 4 else 1)
         self.obs = np.zeros(1, np.float32)
