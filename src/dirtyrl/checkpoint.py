@@ -51,6 +51,20 @@ def load_checkpoint(path: str | Path, algo: str | None = None, env: str | None =
     return state
 
 
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """``load_state_dict`` with a one-line UserError naming the first mismatched tensor."""
+    own = model.state_dict()
+    for key in sorted(set(own) | set(state)):
+        if key not in state or key not in own:
+            where = "missing from the checkpoint" if key not in state else "not in this network"
+            raise UserError(f"checkpoint {path} does not match this network: {key} is {where}; "
+                            "resume with the flags it was trained with")
+        if own[key].shape != state[key].shape:
+            raise UserError(f"checkpoint {path} does not match this network: {key} is {tuple(state[key].shape)} "
+                            f"there and {tuple(own[key].shape)} here; resume with the flags it was trained with")
+    model.load_state_dict(state)
+
+
 def global_rng_state() -> dict[str, Any]:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 

@@ -17,15 +17,25 @@ from typing import Any
 
 import numpy as np
 
+from dirtyrl.errors import UserError
+
 SUMMARY_WINDOW = 20
 
 
-def make_run_dir(algo: str, env: str, run_dir: str | None) -> Path:
-    """``run_dir`` if given, else ``runs/<algo>-<env>-<timestamp>``; created with checkpoints/."""
+def make_run_dir(algo: str, env: str, run_dir: str | None, resuming: bool = False) -> Path:
+    """``run_dir`` if given, else ``runs/<algo>-<env>-<timestamp>``; created with checkpoints/.
+
+    A fresh run never writes over an earlier run's checkpoint: that is a UserError unless the
+    run is resuming.
+    """
     if run_dir is None:
         safe_env = env.replace("/", "_")
         run_dir = os.path.join("runs", f"{algo}-{safe_env}-{time.strftime('%Y%m%d-%H%M%S')}")
     path = Path(run_dir)
+    latest = path / "checkpoints" / "latest.pt"
+    if latest.exists() and not resuming:
+        raise UserError(f"run dir {path} already holds a run; continue it with --resume {latest} "
+                        "or pick another --run-dir")
     (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     return path
 

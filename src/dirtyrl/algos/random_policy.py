@@ -51,7 +51,7 @@ def train(cfg: Config) -> Path:
         ckpt = load_checkpoint(cfg.run.resume, ALGO, cfg.env.env)
         env_steps, wall_before = ckpt["env_steps"], ckpt["wall_seconds"]
         stats.load_state_dict(ckpt["stats"])
-    run_dir = make_run_dir(ALGO, cfg.env.env, cfg.run.run_dir)
+    run_dir = make_run_dir(ALGO, cfg.env.env, cfg.run.run_dir, resuming=bool(cfg.run.resume))
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=str(run_dir)))
     write_json_atomic(run_dir / "config.json", dataclasses.asdict(cfg))
     logger = RunLogger(run_dir)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from dirtyrl import distributed
-from dirtyrl.checkpoint import load_checkpoint, pick_device, save_checkpoint
+from dirtyrl.checkpoint import load_checkpoint, load_model_state, pick_device, save_checkpoint
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig, arg, check_positive, check_run_config
 from dirtyrl.debug import attach
 from dirtyrl.envs import episode_seed, is_pong, make_env, reward_threshold
@@ -80,6 +80,7 @@ class Config:
     reduce: str = arg(
         "sum", "how all-reduce combines gradients: sum (exactly the one-process gradient) or mean", choices=["sum", "mean"]
     )
+    dist_timeout: float = arg(60.0, "seconds a worker waits for the others in a collective before it exits with an error")
 
 
 PRESETS = {
@@ -93,7 +94,9 @@ def resolve(cfg: Config) -> Config:
     preset = PRESETS["pong" if is_pong(cfg.env.env) else "default"]
     cfg = dataclasses.replace(cfg, **{k: v for k, v in preset.items() if getattr(cfg, k) is None})
     check_run_config(cfg.run)
-    check_positive(lr=cfg.lr, batch_episodes=cfg.batch_episodes, hidden=cfg.hidden, workers=cfg.workers)
+    check_positive(
+        lr=cfg.lr, batch_episodes=cfg.batch_episodes, hidden=cfg.hidden, workers=cfg.workers, dist_timeout=cfg.dist_timeout
+    )
     if not 0.0 <= cfg.gamma <= 1.0:
         raise UserError(f"--gamma must be in [0, 1], got {cfg.gamma}")
     if cfg.workers > cfg.batch_episodes:
@@ -264,9 +267,9 @@ def make_optimizer(cfg: Config, policy: KarpathyPolicy) -> torch.optim.Optimizer
 def train(cfg: Config) -> Path:
     """Train VPG; returns the run directory. Raises UserError for bad input."""
     cfg = resolve(cfg)
-    dist = distributed.init()
-    torch.set_num_threads(cfg.run.threads)
     device = pick_device(cfg.run.device)
+    dist = distributed.init(device, cfg.dist_timeout)
+    torch.set_num_threads(cfg.run.threads)
     pong = is_pong(cfg.env.env)
     env = make_env(cfg.env.env, actions=cfg.env.actions, sticky=cfg.env.sticky)
     obs_space = env.observation_space
@@ -284,21 +287,18 @@ def train(cfg: Config) -> Path:
     ckpt = None
     if cfg.run.resume:
         ckpt = load_checkpoint(cfg.run.resume, ALGO, cfg.env.env)
-        try:
-            policy.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise UserError(
-                f"checkpoint {cfg.run.resume} does not match this network/optimizer "
-                f"(hidden={cfg.hidden}, optimizer={cfg.optimizer}): {str(exc).splitlines()[0]}"
-            ) from exc
+        if ckpt["config"]["optimizer"] != cfg.optimizer:
+            raise UserError(f"checkpoint {cfg.run.resume} was trained with --optimizer {ckpt['config']['optimizer']}, "
+                            f"not {cfg.optimizer}")
+        load_model_state(policy, ckpt["model"], cfg.run.resume)
+        optimizer.load_state_dict(ckpt["optimizer"])
         update, env_steps, episodes_started = ckpt["update"], ckpt["env_steps"], ckpt["episodes_started"]
         wall_before = ckpt["wall_seconds"]
         stats.load_state_dict(ckpt["stats"])
         torch.set_rng_state(ckpt["torch_rng"])
     distributed.broadcast_params(dist, policy)
 
-    run_dir = make_run_dir(ALGO, cfg.env.env, cfg.run.run_dir) if dist.is_main else None
+    run_dir = make_run_dir(ALGO, cfg.env.env, cfg.run.run_dir, resuming=ckpt is not None) if dist.is_main else None
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=str(run_dir) if run_dir else None))
     logger = RunLogger(run_dir, enabled=dist.is_main)
     if dist.is_main:
