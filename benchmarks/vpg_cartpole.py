@@ -17,9 +17,30 @@ def main(seeds=(1, 2, 3)) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             run_dir = Path(tmp) / f"seed{seed}"
-            subprocess.run([sys.executable, "-m", "dirtyrl", "train", "vpg", "--env", "CartPole-v1", "--seed", str(seed),
-                            "--threads", "1", "--stop-when-solved", "--total-steps", "2000000", "--progress", "off",
-                            "--run-dir", str(run_dir)], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "dirtyrl",
+                    "train",
+                    "vpg",
+                    "--env",
+                    "CartPole-v1",
+                    "--seed",
+                    str(seed),
+                    "--threads",
+                    "1",
+                    "--stop-when-solved",
+                    "--total-steps",
+                    "2000000",
+                    "--progress",
+                    "off",
+                    "--run-dir",
+                    str(run_dir),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             s = json.loads((run_dir / "summary.json").read_text())
             rows.append((seed, s["solved_at_env_step"], s["solved_at_seconds"], s["episodes"]))
     print("| seed | env steps to solve | seconds to solve | episodes |")

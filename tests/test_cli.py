@@ -12,15 +12,15 @@ import torch
 
 
 def dirtyrl(*args, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "dirtyrl", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "dirtyrl", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cli") / "cartpole"
-    result = dirtyrl("train", "vpg", "--env", "CartPole-v1", "--total-episodes", "12", "--run-dir", str(run_dir),
-                     "--progress", "off")
+    result = dirtyrl(
+        "train", "vpg", "--env", "CartPole-v1", "--total-episodes", "12", "--run-dir", str(run_dir), "--progress", "off"
+    )
     assert result.returncode == 0, result.stderr
     return run_dir, result
 
@@ -34,8 +34,18 @@ def test_train_writes_the_run_directory_and_says_where(finished_run):
 
 
 def test_random_baseline_logs_the_same_summary(tmp_path):
-    result = dirtyrl("train", "random", "--env", "CartPole-v1", "--total-episodes", "5", "--run-dir",
-                     str(tmp_path / "r"), "--progress", "off")
+    result = dirtyrl(
+        "train",
+        "random",
+        "--env",
+        "CartPole-v1",
+        "--total-episodes",
+        "5",
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--progress",
+        "off",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["algo"] == "random" and summary["episodes"] == 5 and summary["return_ema"] is not None
@@ -43,10 +53,30 @@ def test_random_baseline_logs_the_same_summary(tmp_path):
 
 def test_help_names_every_knob():
     out = dirtyrl("train", "vpg", "--help").stdout
-    for flag in ("--env", "--actions", "--seed", "--total-steps", "--total-episodes", "--stop-when-solved",
-                 "--target-return", "--resume", "--device", "--threads", "--checkpoint-every", "--ema", "--lr",
-                 "--gamma", "--batch-episodes", "--hidden", "--optimizer", "--standardize", "--zero-init-last",
-                 "--grad-path", "--workers", "--debug.trap"):
+    for flag in (
+        "--env",
+        "--actions",
+        "--seed",
+        "--total-steps",
+        "--total-episodes",
+        "--stop-when-solved",
+        "--target-return",
+        "--resume",
+        "--device",
+        "--threads",
+        "--checkpoint-every",
+        "--ema",
+        "--lr",
+        "--gamma",
+        "--batch-episodes",
+        "--hidden",
+        "--optimizer",
+        "--standardize",
+        "--zero-init-last",
+        "--grad-path",
+        "--workers",
+        "--debug.trap",
+    ):
         assert flag in out, flag
 
 
@@ -101,17 +131,46 @@ def test_resume_through_the_cli_continues_the_run(finished_run, tmp_path):
     run_dir, _ = finished_run
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(run_dir), str(copy)], check=True)
-    result = dirtyrl("train", "vpg", "--resume", str(copy / "checkpoints" / "latest.pt"), "--total-episodes", "20",
-                     "--run-dir", str(copy), "--progress", "off")
+    result = dirtyrl(
+        "train",
+        "vpg",
+        "--resume",
+        str(copy / "checkpoints" / "latest.pt"),
+        "--total-episodes",
+        "20",
+        "--run-dir",
+        str(copy),
+        "--progress",
+        "off",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((copy / "summary.json").read_text())["episodes"] == 20
 
 
 def test_ctrl_c_writes_checkpoint_and_summary(tmp_path):
     run_dir = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "dirtyrl", "train", "vpg", "--env", "CartPole-v1",
-                             "--total-steps", "100000000", "--run-dir", str(run_dir), "--progress", "off",
-                             "--checkpoint-every", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dirtyrl",
+            "train",
+            "vpg",
+            "--env",
+            "CartPole-v1",
+            "--total-steps",
+            "100000000",
+            "--run-dir",
+            str(run_dir),
+            "--progress",
+            "off",
+            "--checkpoint-every",
+            "100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not list((run_dir / "tb").glob("events.*")) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -38,7 +38,7 @@ def test_initial_entropy_is_log_of_action_count_with_zero_init(zero_init, expect
     torch.manual_seed(0)
     policy = KarpathyPolicy(6400, 3, 200, zero_init_last=zero_init)
     x = torch.randint(-1, 2, (64, 6400)).float()
-    entropy = vpg.categorical_entropy(policy(x))
+    entropy = vpg.categorical_entropy(policy(x).detach())
     if expect_max:
         torch.testing.assert_close(entropy, torch.full((64,), math.log(3)))
     else:
@@ -48,8 +48,12 @@ def test_initial_entropy_is_log_of_action_count_with_zero_init(zero_init, expect
 def play(env_id, policy, sparse, episodes=2, seed=0):
     env = make_env(env_id, sticky=0.0)
     actor = vpg.Actor(policy, sparse)
-    eps = [vpg.play_episode(env, actor, np.random.default_rng(i), seed + i, policy, torch.device("cpu"),
-                            lambda: None, lambda won: None) for i in range(episodes)]
+    eps = [
+        vpg.play_episode(
+            env, actor, np.random.default_rng(i), seed + i, policy, torch.device("cpu"), lambda: None, lambda won: None
+        )
+        for i in range(episodes)
+    ]
     env.close()
     return eps
 
@@ -100,8 +104,11 @@ def test_same_seed_twice_gives_identical_parameters(tmp_path):
 def test_stopped_and_resumed_run_ends_identical_to_uninterrupted(tmp_path, grad_path):
     straight = vpg.train(config(tmp_path, name="straight", total_episodes=48, grad_path=grad_path))
     first = vpg.train(config(tmp_path, name="resumed", total_episodes=24, grad_path=grad_path))
-    resumed = vpg.train(config(tmp_path, name="resumed", total_episodes=48, grad_path=grad_path,
-                               resume=str(first / "checkpoints" / "latest.pt")))
+    resumed = vpg.train(
+        config(
+            tmp_path, name="resumed", total_episodes=48, grad_path=grad_path, resume=str(first / "checkpoints" / "latest.pt")
+        )
+    )
     ckpt_a = torch.load(straight / "checkpoints" / "latest.pt", weights_only=False)
     ckpt_b = torch.load(resumed / "checkpoints" / "latest.pt", weights_only=False)
     for key, value in ckpt_a["model"].items():
@@ -119,9 +126,21 @@ def test_run_directory_holds_every_artifact(tmp_path):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) == {"algo", "env", "seed", "env_steps", "episodes", "wall_seconds", "steps_per_second",
-                            "mean_return_last_20", "return_ema", "solved_threshold", "solved_at_env_step",
-                            "solved_at_seconds", "workers"}
+    assert set(summary) == {
+        "algo",
+        "env",
+        "seed",
+        "env_steps",
+        "episodes",
+        "wall_seconds",
+        "steps_per_second",
+        "mean_return_last_20",
+        "return_ema",
+        "solved_threshold",
+        "solved_at_env_step",
+        "solved_at_seconds",
+        "workers",
+    }
     assert summary["episodes"] == 8 and summary["solved_threshold"] == 475.0
     config_json = json.loads((run_dir / "config.json").read_text())
     assert config_json["lr"] == 1e-2 and config_json["batch_episodes"] == 4  # resolved CartPole preset
@@ -134,7 +153,13 @@ def test_tensorboard_has_the_documented_vpg_tags(tmp_path):
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"charts/episode_return", "charts/return_ema", "charts/sps", "losses/policy_loss", "policy/entropy",
-            "policy/long_term_entropy"} <= tags
+    assert {
+        "charts/episode_return",
+        "charts/return_ema",
+        "charts/sps",
+        "losses/policy_loss",
+        "policy/entropy",
+        "policy/long_term_entropy",
+    } <= tags
     assert acc.Scalars("policy/entropy")[0].value == pytest.approx(math.log(2), rel=1e-5)  # zero-init
     assert len(acc.Scalars("charts/episode_return")) == 8

@@ -57,11 +57,14 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], pat
     for key in sorted(set(own) | set(state)):
         if key not in state or key not in own:
             where = "missing from the checkpoint" if key not in state else "not in this network"
-            raise UserError(f"checkpoint {path} does not match this network: {key} is {where}; "
-                            "resume with the flags it was trained with")
+            raise UserError(
+                f"checkpoint {path} does not match this network: {key} is {where}; resume with the flags it was trained with"
+            )
         if own[key].shape != state[key].shape:
-            raise UserError(f"checkpoint {path} does not match this network: {key} is {tuple(state[key].shape)} "
-                            f"there and {tuple(own[key].shape)} here; resume with the flags it was trained with")
+            raise UserError(
+                f"checkpoint {path} does not match this network: {key} is {tuple(state[key].shape)} "
+                f"there and {tuple(own[key].shape)} here; resume with the flags it was trained with"
+            )
     model.load_state_dict(state)
 
 
@@ -79,6 +82,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """``--threads`` when given; else keep OMP_NUM_THREADS, which the CLI set before torch loaded."""
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def pick_device(name: str) -> torch.device:

@@ -7,6 +7,7 @@ reads OMP_NUM_THREADS once, at load time), which is why the heavy imports below 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import sys
@@ -74,9 +75,13 @@ def build_parser(argv: list[str]) -> OneLineParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> None:
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    from dirtyrl import distributed  # imports torch: only after set_threads
+
     algo = _load_algo(args.algo)
     values = {k: v for k, v in vars(args).items() if k not in ("command", "algo")}
+    # --resume auto, and a worker group restarted by torchrun, continue from RUN_DIR's latest.pt.
+    values["resume"] = distributed.resume_path(values.get("resume"), values.get("run_dir"))
     base = None
     if values.get("resume"):
         from dirtyrl.checkpoint import load_checkpoint
@@ -84,7 +89,20 @@ def _train(args: argparse.Namespace) -> None:
         # Resuming continues the checkpoint's own config; flags given now override it.
         state = load_checkpoint(values["resume"], algo.ALGO)
         base = config_from_dict(algo.Config, state["config"])
-    algo.train(build_config(algo.Config, values, base))
+    cfg = build_config(algo.Config, values, base)
+    if args.algo == "vpg":  # the multi-process algorithm
+        if distributed.launched():
+            # Under torchrun (or as a worker of --workers N) the world size is the launcher's.
+            cfg = dataclasses.replace(cfg, workers=distributed.env_world_size())
+        elif cfg.workers > 1:
+            algo.resolve(cfg)  # a bad worker count is reported once, before any process starts
+            return distributed.launch_local(cfg.workers, argv, cfg.run.run_dir)
+    try:
+        algo.train(cfg)
+    except distributed.PeerLostError as exc:
+        print(f"dirtyrl: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,14 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         if args.command == "train":
-            _train(args)
-            return 0
+            return _train(args, argv)
         return importlib.import_module(TOOLS[args.command][0]).run(args)
     except UserError as exc:
         print(f"dirtyrl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # --debug.trap stop: one line naming the check and the dump, exit 3. Imported here
+        # because dirtyrl.debug loads torch, which must wait for set_threads.
+        from dirtyrl.debug.traps import TrapTripped
+
+        if not isinstance(exc, TrapTripped):
+            raise
+        print(f"dirtyrl: trap: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -38,7 +38,11 @@ class EnvConfig:
 
 @dataclass
 class RunConfig:
-    seed: int = arg(1, "random seed; rank r of a multi-process run uses seed + 10000 * r for its env")
+    seed: int = arg(
+        1,
+        "random seed; every episode is seeded from (seed, global episode index), so runs are "
+        "reproducible and independent of the worker count",
+    )
     total_steps: int | None = arg(None, "stop after this many env steps (summed over workers)")
     total_episodes: int | None = arg(None, "stop after this many episodes (summed over workers)")
     stop_when_solved: bool = arg(False, "stop when the mean return of the last 20 episodes reaches the threshold")
@@ -46,7 +50,11 @@ class RunConfig:
     run_dir: str | None = arg(None, "run directory (default runs/<algo>-<env>-<timestamp>)")
     resume: str | None = arg(None, "checkpoint file to continue from (the run keeps writing to its run dir)")
     device: str = arg("auto", "auto picks cuda when available, else cpu", choices=["auto", "cpu", "cuda"])
-    threads: int = arg(1, "torch/OpenMP threads per process, set before numpy and torch load")
+    threads: int | None = arg(
+        None,
+        "torch/OpenMP threads per process, set before numpy and torch load (default: "
+        "the cores divided by the local worker processes; 1 for one process)",
+    )
     checkpoint_every: int = arg(50, "write a checkpoint every N updates (and always at the end)")
     ema: float = arg(0.99, "smoothing factor of the exponential moving average of returns (the seed's 0.99)")
     progress: str = arg(
@@ -54,6 +62,14 @@ class RunConfig:
         "console progress: auto (a live line on a terminal, periodic lines otherwise), on, off",
         choices=["auto", "on", "off"],
     )
+
+    def finished(self, env_steps: int, episodes: int, solved: bool) -> bool:
+        """Whether a stop condition holds (checked by the algorithms between updates/episodes)."""
+        return (
+            (self.total_steps is not None and env_steps >= self.total_steps)
+            or (self.total_episodes is not None and episodes >= self.total_episodes)
+            or (self.stop_when_solved and solved)
+        )
 
 
 @dataclass
@@ -96,7 +112,7 @@ def _number(kind: type) -> Any:
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
 
     parse.__name__ = kind.__name__
     return parse

@@ -21,8 +21,9 @@ class KarpathyPolicy(nn.Module):
     ``torch.sparse.mm`` makes the first layer (and its weight gradient) cost per non-zero pixel.
     """
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 200, zero_init_last: bool = True,
-                 bias: bool = False) -> None:
+    def __init__(
+        self, obs_dim: int, n_actions: int, hidden: int = 200, zero_init_last: bool = True, bias: bool = False
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(obs_dim, hidden, bias=bias)
         self.fc2 = nn.Linear(hidden, n_actions, bias=bias)

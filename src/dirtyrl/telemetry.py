@@ -34,8 +34,7 @@ def make_run_dir(algo: str, env: str, run_dir: str | None, resuming: bool = Fals
     path = Path(run_dir)
     latest = path / "checkpoints" / "latest.pt"
     if latest.exists() and not resuming:
-        raise UserError(f"run dir {path} already holds a run; continue it with --resume {latest} "
-                        "or pick another --run-dir")
+        raise UserError(f"run dir {path} already holds a run; continue it with --resume {latest} or pick another --run-dir")
     (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     return path
 
@@ -45,6 +44,30 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def start_run(run_dir: Path | None, config: dict[str, Any], logger: RunLogger) -> None:
+    """Save the resolved config as config.json and as TensorBoard text (main process only)."""
+    if run_dir is None:
+        return
+    write_json_atomic(run_dir / "config.json", config)
+    logger.text("config", "```\n" + json.dumps(config, indent=2) + "\n```")
+
+
+def announce(run_dir: Path | None, interrupted: bool = False) -> None:
+    """Tell the user where the results are (or how to resume); silent on non-main ranks."""
+    if run_dir is None:
+        return
+    latest = run_dir / "checkpoints" / "latest.pt"
+    if interrupted:
+        print(f"interrupted: checkpoint at {latest} (resume with --resume {latest})")
+        return
+    print(
+        f"run dir:        {run_dir}\n"
+        f"tensorboard:    tensorboard --logdir {run_dir / 'tb'}\n"
+        f"summary:        {run_dir / 'summary.json'}\n"
+        f"learning curve: {run_dir / 'learning_curve.png'}"
+    )
 
 
 def ema_update(ema: float | None, value: float, factor: float) -> float:
@@ -199,9 +222,16 @@ class Progress:
     """
 
     def __init__(
-        self, mode: str, total_steps: int | None, total_episodes: int | None, period: float = 10.0, stream: Any = None
+        self,
+        mode: str,
+        total_steps: int | None,
+        total_episodes: int | None,
+        points: bool = False,
+        period: float = 10.0,
+        stream: Any = None,
     ) -> None:
         self.stream = stream or sys.stdout
+        self.points = points  # per-point marks: Pong, where every non-zero reward is a point
         self.enabled = mode != "off"
         self.live = mode == "auto" and self.stream.isatty()
         self.total_steps = total_steps
@@ -212,6 +242,8 @@ class Progress:
 
     def point(self, won: bool) -> None:
         """Record one Pong point for the current episode's mark string."""
+        if not self.points:
+            return
         if self.live:
             self.marks += "\033[32m●\033[0m" if won else "\033[31m●\033[0m"
         else:

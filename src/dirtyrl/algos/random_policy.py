@@ -8,7 +8,6 @@ ceiling of any training loop on the same env config.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,8 +17,10 @@ import numpy as np
 
 from dirtyrl.checkpoint import load_checkpoint, save_checkpoint
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig, check_run_config
-from dirtyrl.envs import episode_seed, is_pong, make_env, reward_threshold
+from dirtyrl.envs import episode_seed, is_pong, make_env, solved_threshold
 from dirtyrl.telemetry import (
+    announce,
+    start_run,
     EpisodeStats,
     Progress,
     RunLogger,
@@ -44,7 +45,7 @@ def train(cfg: Config) -> Path:
     check_run_config(cfg.run)
     env = make_env(cfg.env.env, actions=cfg.env.actions, sticky=cfg.env.sticky)
     n_actions = int(env.action_space.n)
-    threshold = cfg.run.target_return if cfg.run.target_return is not None else reward_threshold(cfg.env.env)
+    threshold = solved_threshold(cfg.env.env, cfg.run.target_return)
     stats = EpisodeStats(cfg.run.ema, threshold)
     env_steps, wall_before = 0, 0.0
     if cfg.run.resume:
@@ -53,11 +54,9 @@ def train(cfg: Config) -> Path:
         stats.load_state_dict(ckpt["stats"])
     run_dir = make_run_dir(ALGO, cfg.env.env, cfg.run.run_dir, resuming=bool(cfg.run.resume))
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=str(run_dir)))
-    write_json_atomic(run_dir / "config.json", dataclasses.asdict(cfg))
     logger = RunLogger(run_dir)
-    logger.text("config", "```\n" + json.dumps(dataclasses.asdict(cfg), indent=2) + "\n```")
-    progress = Progress(cfg.run.progress, cfg.run.total_steps, cfg.run.total_episodes)
-    pong = is_pong(cfg.env.env)
+    start_run(run_dir, dataclasses.asdict(cfg), logger)
+    progress = Progress(cfg.run.progress, cfg.run.total_steps, cfg.run.total_episodes, points=is_pong(cfg.env.env))
     first = stats.episodes
     start = time.monotonic()
 
@@ -80,15 +79,8 @@ def train(cfg: Config) -> Path:
         if final:
             plot_learning_curve(run_dir / "learning_curve.png", stats.returns, cfg.run.ema, f"random policy on {cfg.env.env}")
 
-    def done() -> bool:
-        return (
-            (cfg.run.total_steps is not None and env_steps >= cfg.run.total_steps)
-            or (cfg.run.total_episodes is not None and stats.episodes >= cfg.run.total_episodes)
-            or (cfg.run.stop_when_solved and stats.solved)
-        )
-
     try:
-        while not done():
+        while not cfg.run.finished(env_steps, stats.episodes, stats.solved):
             index = stats.episodes
             rng = np.random.default_rng([cfg.run.seed, index])
             # Seeded once per (re)start: reseeding ALE reloads the ROM, which would slow the
@@ -99,7 +91,7 @@ def train(cfg: Config) -> Path:
                 _, reward, terminated, truncated, _ = env.step(int(rng.integers(n_actions)))
                 episode_return += float(reward)
                 length += 1
-                if pong and reward != 0:
+                if reward != 0:
                     progress.point(reward > 0)
                 finished = terminated or truncated
             env_steps += length
@@ -114,14 +106,12 @@ def train(cfg: Config) -> Path:
     except KeyboardInterrupt:
         progress.close()
         write_outputs(final=True)
+        announce(run_dir, interrupted=True)
         raise
     finally:
         env.close()
     progress.close()
     write_outputs(final=True)
     logger.close()
-    print(
-        f"run dir:        {run_dir}\nsummary:        {run_dir / 'summary.json'}\n"
-        f"learning curve: {run_dir / 'learning_curve.png'}"
-    )
+    announce(run_dir)
     return run_dir

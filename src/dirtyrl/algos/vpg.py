@@ -20,7 +20,8 @@ an ALE step.
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
+import itertools
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -30,14 +31,16 @@ import numpy as np
 import torch
 
 from dirtyrl import distributed
-from dirtyrl.checkpoint import load_checkpoint, load_model_state, pick_device, save_checkpoint
+from dirtyrl.checkpoint import load_checkpoint, load_model_state, pick_device, save_checkpoint, set_torch_threads
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig, arg, check_positive, check_run_config
-from dirtyrl.debug import attach
-from dirtyrl.envs import episode_seed, is_pong, make_env, reward_threshold
+from dirtyrl.debug import Instruments, attach
+from dirtyrl.envs import episode_seed, is_pong, make_env, solved_threshold
 from dirtyrl.errors import UserError
 from dirtyrl.nets import KarpathyPolicy
 from dirtyrl.returns import categorical_entropy, discounted_sum, rewards_to_go
 from dirtyrl.telemetry import (
+    announce,
+    start_run,
     EpisodeStats,
     Progress,
     RunLogger,
@@ -241,6 +244,16 @@ def batched_backward(
     return loss.detach(), categorical_entropy(logits.detach())
 
 
+def trap_batch(episodes: list[Episode], adv: np.ndarray) -> dict:
+    """The update's batch for a ``--debug.trap stop`` dump; built only when a trap trips."""
+    return {
+        "obs": [o for ep in episodes for o in ep.obs],  # stored form: (indices, values) for Pong frames
+        "actions": np.concatenate([ep.actions for ep in episodes]),
+        "rewards": np.concatenate([ep.rewards for ep in episodes]),
+        "advantages": adv,
+    }
+
+
 def per_step_backward(episodes: list[Episode], adv: np.ndarray, normalizer: int) -> torch.Tensor:
     """The seed's path: the graphs recorded while playing, one backward per episode."""
     total, start = torch.zeros(()), 0
@@ -253,10 +266,79 @@ def per_step_backward(episodes: list[Episode], adv: np.ndarray, normalizer: int)
     return total
 
 
+@dataclass
+class BatchReport:
+    """What one rank tells rank 0 after an update (small: no observations)."""
+
+    returns: list[float]
+    lengths: list[int]
+    long_term: list[float]  # per episode: sum_t gamma^t H(pi(.|s_t))
+    entropy_sum: float  # summed over the rank's steps
+    steps: int
+
+    @classmethod
+    def of(cls, episodes: list[Episode], entropies: torch.Tensor, gamma: float) -> BatchReport:
+        ent = entropies.cpu().numpy()
+        bounds = np.cumsum([0] + [len(ep.actions) for ep in episodes]).tolist()
+        return cls(
+            returns=[sum(ep.rewards) for ep in episodes],
+            lengths=[len(ep.actions) for ep in episodes],
+            long_term=[discounted_sum(ent[a:b], gamma) for a, b in itertools.pairwise(bounds)],
+            entropy_sum=float(ent.sum()),
+            steps=len(ent),
+        )
+
+
 def make_optimizer(cfg: Config, policy: KarpathyPolicy) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(policy.parameters(), lr=cfg.lr, alpha=cfg.rmsprop_decay, eps=1e-5)  # Karpathy eps
     return torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+
+
+def restore(
+    ckpt: dict, cfg: Config, policy: KarpathyPolicy, optimizer: torch.optim.Optimizer, stats: EpisodeStats
+) -> tuple[int, int, int, float]:
+    """Load a checkpoint's state; returns (update, env_steps, episodes_started, wall_seconds)."""
+    if ckpt["config"]["optimizer"] != cfg.optimizer:
+        raise UserError(
+            f"checkpoint {cfg.run.resume} was trained with --optimizer {ckpt['config']['optimizer']}, not {cfg.optimizer}"
+        )
+    load_model_state(policy, ckpt["model"], cfg.run.resume)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    stats.load_state_dict(ckpt["stats"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    return ckpt["update"], ckpt["env_steps"], ckpt["episodes_started"], ckpt["wall_seconds"]
+
+
+def learn(
+    policy: KarpathyPolicy,
+    optimizer: torch.optim.Optimizer,
+    episodes: list[Episode],
+    cfg: Config,
+    dist: distributed.Dist,
+    sparse: bool,
+    device: torch.device,
+    instruments: Instruments,
+    update: int,
+    env_step: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One policy-gradient step on a batch of episodes; returns (loss, per-step entropies)."""
+    adv = episode_advantages(episodes, cfg.gamma, is_pong(cfg.env.env), cfg.standardize, dist)
+    # The loss is a mean over every step of the global batch, so N ranks with sum reduction
+    # produce exactly the gradient of one process playing all B episodes.
+    n_local = sum(len(ep.actions) for ep in episodes)
+    normalizer = distributed.global_count(dist, n_local) if cfg.reduce == "sum" else n_local
+    optimizer.zero_grad(set_to_none=True)
+    if cfg.grad_path == "per-step":
+        loss = per_step_backward(episodes, adv, normalizer)
+        with torch.no_grad():
+            entropies = categorical_entropy(policy(batch_input(episodes, sparse, policy.fc1.in_features, device)))
+    else:
+        loss, entropies = batched_backward(policy, episodes, adv, normalizer, sparse, device)
+    dump = functools.partial(trap_batch, episodes, adv)  # called only if a trap stops the run
+    instruments.after_backward(update, env_step, loss, float(entropies.mean()), batch=dump)
+    distributed.sync_grads_and_step(dist, policy, optimizer, cfg.sync, cfg.reduce)
+    return loss, entropies
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,12 +351,12 @@ def train(cfg: Config) -> Path:
     cfg = resolve(cfg)
     device = pick_device(cfg.run.device)
     dist = distributed.init(device, cfg.dist_timeout)
-    torch.set_num_threads(cfg.run.threads)
+    set_torch_threads(cfg.run.threads)
     pong = is_pong(cfg.env.env)
     env = make_env(cfg.env.env, actions=cfg.env.actions, sticky=cfg.env.sticky)
     obs_space = env.observation_space
     sparse = obs_space.dtype == np.int8  # Pong difference frames
-    threshold = cfg.run.target_return if cfg.run.target_return is not None else reward_threshold(cfg.env.env)
+    threshold = solved_threshold(cfg.env.env, cfg.run.target_return)
 
     torch.manual_seed(cfg.run.seed)
     policy = KarpathyPolicy(
@@ -284,28 +366,19 @@ def train(cfg: Config) -> Path:
     stats = EpisodeStats(cfg.run.ema, threshold)
     update, env_steps, episodes_started, wall_before = 0, 0, 0, 0.0
 
-    ckpt = None
-    if cfg.run.resume:
-        ckpt = load_checkpoint(cfg.run.resume, ALGO, cfg.env.env)
-        if ckpt["config"]["optimizer"] != cfg.optimizer:
-            raise UserError(f"checkpoint {cfg.run.resume} was trained with --optimizer {ckpt['config']['optimizer']}, "
-                            f"not {cfg.optimizer}")
-        load_model_state(policy, ckpt["model"], cfg.run.resume)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        update, env_steps, episodes_started = ckpt["update"], ckpt["env_steps"], ckpt["episodes_started"]
-        wall_before = ckpt["wall_seconds"]
-        stats.load_state_dict(ckpt["stats"])
-        torch.set_rng_state(ckpt["torch_rng"])
+    ckpt = load_checkpoint(cfg.run.resume, ALGO, cfg.env.env) if cfg.run.resume else None
+    if ckpt is not None:
+        update, env_steps, episodes_started, wall_before = restore(ckpt, cfg, policy, optimizer, stats)
+        if dist.is_main:
+            print(f"resuming from {cfg.run.resume}: update {update}, {episodes_started} episodes", flush=True)
     distributed.broadcast_params(dist, policy)
 
     run_dir = make_run_dir(ALGO, cfg.env.env, cfg.run.run_dir, resuming=ckpt is not None) if dist.is_main else None
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=str(run_dir) if run_dir else None))
     logger = RunLogger(run_dir, enabled=dist.is_main)
-    if dist.is_main:
-        write_json_atomic(run_dir / "config.json", dataclasses.asdict(cfg))
-        logger.text("config", "```\n" + json.dumps(dataclasses.asdict(cfg), indent=2) + "\n```")
+    start_run(run_dir, dataclasses.asdict(cfg), logger)
     instruments = attach(cfg.debug, policy, logger, run_dir)
-    progress = Progress(cfg.run.progress if dist.is_main else "off", cfg.run.total_steps, cfg.run.total_episodes)
+    progress = Progress(cfg.run.progress if dist.is_main else "off", cfg.run.total_steps, cfg.run.total_episodes, pong)
     my_episodes = distributed.episodes_for_rank(cfg.batch_episodes, dist.world_size, dist.rank)
     start = time.monotonic()
 
@@ -337,15 +410,7 @@ def train(cfg: Config) -> Path:
                 run_dir / "learning_curve.png", stats.returns, cfg.run.ema, f"VPG on {cfg.env.env} (seed {cfg.run.seed})"
             )
 
-    def done() -> bool:
-        return (
-            (cfg.run.total_steps is not None and env_steps >= cfg.run.total_steps)
-            or (cfg.run.total_episodes is not None and stats.episodes >= cfg.run.total_episodes)
-            or (cfg.run.stop_when_solved and stats.solved)
-        )
-
     pending_steps = 0
-    on_point = progress.point if pong else lambda won: None  # the seed's per-point marks
 
     def on_step() -> None:
         nonlocal pending_steps
@@ -353,7 +418,7 @@ def train(cfg: Config) -> Path:
         instruments.on_env_step(env, env_steps + pending_steps)
 
     try:
-        while not done():
+        while not cfg.run.finished(env_steps, stats.episodes, stats.solved):
             # ---- play: B episodes with one fixed policy ------------------------------------
             actor = Actor(policy, sparse)
             recorder = policy if cfg.grad_path == "per-step" else None
@@ -366,7 +431,7 @@ def train(cfg: Config) -> Path:
                 # reseeding ALE reloads the ROM (~70 ms, a quarter of a Pong episode's time).
                 rng = np.random.default_rng([cfg.run.seed, index])
                 env_seed = episode_seed(cfg.run.seed, 0, index) if index == first else None
-                ep = play_episode(env, actor, rng, env_seed, recorder, device, on_step, on_point)
+                ep = play_episode(env, actor, rng, env_seed, recorder, device, on_step, progress.point)
                 episodes.append(ep)
                 instruments.on_episode_end(index)
                 progress.episode_end(stats.episodes + len(episodes), sum(ep.rewards))
@@ -379,45 +444,29 @@ def train(cfg: Config) -> Path:
                 )
 
             # ---- learn: rewards-to-go, baseline, one gradient step ----------------------------
-            adv = episode_advantages(episodes, cfg.gamma, pong, cfg.standardize, dist)
-            # The loss is a mean over every step of the global batch, so N ranks with sum
-            # reduction produce exactly the gradient of one process playing all B episodes.
-            n_local = sum(len(ep.actions) for ep in episodes)
-            normalizer = distributed.global_count(dist, n_local) if cfg.reduce == "sum" else n_local
-            optimizer.zero_grad(set_to_none=True)
-            if cfg.grad_path == "per-step":
-                loss = per_step_backward(episodes, adv, normalizer)
-                with torch.no_grad():
-                    entropies = categorical_entropy(policy(batch_input(episodes, sparse, policy.fc1.in_features, device)))
-            else:
-                loss, entropies = batched_backward(policy, episodes, adv, normalizer, sparse, device)
-            instruments.after_backward(update, env_steps + pending_steps, loss, float(entropies.mean()))
-            distributed.sync_grads_and_step(dist, policy, optimizer, cfg.sync, cfg.reduce)
+            loss, entropies = learn(
+                policy, optimizer, episodes, cfg, dist, sparse, device, instruments, update, env_steps + pending_steps
+            )
             update += 1
             instruments.after_step(update, env_steps + pending_steps)
 
             # ---- bookkeeping: global episode stats, logging, checkpoint ------------------------
-            ent = entropies.cpu().numpy()
-            bounds = np.cumsum([0] + [len(ep.actions) for ep in episodes])
-            local = [
-                (sum(ep.rewards), len(ep.actions), discounted_sum(ent[a:b], cfg.gamma))
-                for ep, a, b in zip(episodes, bounds[:-1], bounds[1:], strict=True)
-            ]
-            everything = distributed.gather_objects(dist, (local, float(ent.sum()), len(ent)))
-            for part_episodes, _, _ in everything:
-                for ret, length, _ in part_episodes:
+            # Every rank's report, replayed in rank order: rank 0 sees the episodes exactly as
+            # one process playing the whole batch would.
+            reports = distributed.gather_objects(dist, BatchReport.of(episodes, entropies, cfg.gamma))
+            for report in reports:
+                for ret, length in zip(report.returns, report.lengths, strict=True):
                     env_steps += length
                     stats.add(ret, length, env_steps, wall_before + time.monotonic() - start)
             episodes_started += cfg.batch_episodes
-            entropy = sum(p[1] for p in everything) / sum(p[2] for p in everything)
-            long_term = float(np.mean([lt for p in everything for _, _, lt in p[0]]))
+            entropy = sum(r.entropy_sum for r in reports) / sum(r.steps for r in reports)
             elapsed = wall_before + time.monotonic() - start
             logger.scalar("losses/policy_loss", float(loss), env_steps)
             logger.scalar("policy/entropy", entropy, env_steps)
-            logger.scalar("policy/long_term_entropy", long_term, env_steps)
+            logger.scalar("policy/long_term_entropy", np.mean([x for r in reports for x in r.long_term]), env_steps)
             logger.scalar("charts/sps", env_steps / elapsed, env_steps)
             logger.scalar("charts/update", update, env_steps)
-            for ret in [r for p in everything for r, _, _ in p[0]]:
+            for ret in (ret for r in reports for ret in r.returns):
                 logger.scalar("charts/episode_return", ret, env_steps)
             logger.scalar("charts/return_ema", stats.ema, env_steps)
             progress.update(env_steps, stats.episodes, env_steps / elapsed, stats.ema, f"H {entropy:.3f}", force=True)
@@ -426,11 +475,7 @@ def train(cfg: Config) -> Path:
     except KeyboardInterrupt:
         progress.close()
         write_outputs(final=True)
-        if dist.is_main:
-            print(
-                f"interrupted: checkpoint at {run_dir / 'checkpoints' / 'latest.pt'} "
-                f"(resume with --resume {run_dir / 'checkpoints' / 'latest.pt'})"
-            )
+        announce(run_dir, interrupted=True)
         raise
     finally:
         instruments.close()
@@ -439,11 +484,5 @@ def train(cfg: Config) -> Path:
     write_outputs(final=True)
     logger.close()
     distributed.shutdown(dist)
-    if dist.is_main:
-        print(
-            f"run dir:        {run_dir}\n"
-            f"tensorboard:    tensorboard --logdir {run_dir / 'tb'}\n"
-            f"summary:        {run_dir / 'summary.json'}\n"
-            f"learning curve: {run_dir / 'learning_curve.png'}"
-        )
+    announce(run_dir)
     return run_dir

@@ -76,6 +76,11 @@ def reward_threshold(env_id: str) -> float | None:
     return gym.spec(env_id).reward_threshold
 
 
+def solved_threshold(env_id: str, target_return: float | None) -> float | None:
+    """``--target-return`` when given, else the env spec's reward threshold (None for Pong)."""
+    return target_return if target_return is not None else reward_threshold(env_id)
+
+
 def episode_seed(seed: int, rank: int, episode: int) -> int:
     """Seed of one episode: distinct per (seed, rank, episode), reproducible from counters alone.
 

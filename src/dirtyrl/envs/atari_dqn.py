@@ -78,8 +78,16 @@ class AtariDQNPreprocessing(gym.Wrapper):
     preprocessing inspector shows exactly what the agent saw.
     """
 
-    def __init__(self, env: gym.Env, action_set: tuple[int, ...] | None = None, noop_max: int = 30,
-                 frame_skip: int = 4, screen: str = "gray84", fire_reset: bool = False, pong_field: bool = False) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        action_set: tuple[int, ...] | None = None,
+        noop_max: int = 30,
+        frame_skip: int = 4,
+        screen: str = "gray84",
+        fire_reset: bool = False,
+        pong_field: bool = False,
+    ) -> None:
         super().__init__(env)
         if screen not in SCREENS:
             raise ValueError(f"screen must be one of {SCREENS}, got {screen!r}")
@@ -171,8 +179,10 @@ class FrameHistory(gym.ObservationWrapper):
         self.frame_channels = space.shape[0]
         shape = (k * space.shape[0], *space.shape[1:])
         self.observation_space = gym.spaces.Box(
-            np.broadcast_to(np.concatenate([space.low] * k), shape), np.broadcast_to(np.concatenate([space.high] * k), shape),
-            shape, space.dtype,
+            np.broadcast_to(np.concatenate([space.low] * k), shape),
+            np.broadcast_to(np.concatenate([space.high] * k), shape),
+            shape,
+            space.dtype,
         )
         self.stack = np.zeros(shape, space.dtype)
 
@@ -187,21 +197,36 @@ class FrameHistory(gym.ObservationWrapper):
         return self.stack.copy()  # a fresh array: the caller may keep it while we shift ours
 
 
-def make_atari_dqn(env_id: str = "pong", *, actions: int = 3, sticky: float = 0.25, noop_max: int = 30,
-                   frame_skip: int = 4, screen: str = "gray84", frame_stack: int = 4, fire_reset: bool | None = None,
-                   render_mode: str | None = None) -> gym.Env:
+def make_atari_dqn(
+    env_id: str = "pong",
+    *,
+    actions: int = 3,
+    sticky: float = 0.25,
+    noop_max: int = 30,
+    frame_skip: int = 4,
+    screen: str = "gray84",
+    frame_stack: int = 4,
+    fire_reset: bool | None = None,
+    render_mode: str | None = None,
+) -> gym.Env:
     """The DQN Atari env: ``pong`` (ALE/Pong-v5, reduced action sets) or any ``ALE/<Game>-v5``.
 
     ``fire_reset=None`` means: on when the game has a FIRE action, except for Pong.
     """
     gym.register_envs(ale_py)
     pong = env_id == "pong"
-    env = gym.make(PONG_ID if pong else env_id, frameskip=1, repeat_action_probability=sticky,
-                   full_action_space=False, render_mode=render_mode)
+    env = gym.make(
+        PONG_ID if pong else env_id,
+        frameskip=1,
+        repeat_action_probability=sticky,
+        full_action_space=False,
+        render_mode=render_mode,
+    )
     if fire_reset is None:
         fire_reset = not pong and env.unwrapped.get_action_meanings()[1:2] == ["FIRE"]  # baselines' test
-    env = AtariDQNPreprocessing(env, ACTION_SETS[actions] if pong else None, noop_max, frame_skip, screen, fire_reset,
-                                pong_field=pong)
+    env = AtariDQNPreprocessing(
+        env, ACTION_SETS[actions] if pong else None, noop_max, frame_skip, screen, fire_reset, pong_field=pong
+    )
     if pong:
         env.action_names = ACTION_NAMES[actions]
     return FrameHistory(env, frame_stack)
