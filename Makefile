@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/dirtyrl train vpg --env CartPole-v1 --stop-when-solved --total-steps 1000000 --run-dir runs/demo-vpg-cartpole
+	$(VENV)/bin/dirtyrl train vpg --env CartPole-v1 --stop-when-solved --total-steps 1000000
 
 test: $(STAMP)
 	$(PY) -m pytest -q
