@@ -1,11 +1,11 @@
-"""Tier 6: README.md runs and covers every debug flag."""
+"""Tier 6: docs/instruments.md runs and covers every debug flag."""
 
 import dataclasses
 from pathlib import Path
 
 from dirtyrl.config import DebugConfig
 
-DOCS = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "instruments.md"
 
 
 def test_the_all_zero_gradients_example_runs(capsys):

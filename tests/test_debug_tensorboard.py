@@ -13,7 +13,7 @@ from dirtyrl.config import DebugConfig, EnvConfig, RunConfig
 from dirtyrl.debug import attach
 from dirtyrl.debug.graph import dqn_td_problem
 
-DOCS = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "instruments.md"
 PLACEHOLDER = {"<param>": r"[\w.]+", "<module>": r"[\w.]+", "<check>": r"\w+", "<stat>": r"(mean|std|zero_frac|dead_frac)"}
 
 
@@ -69,7 +69,7 @@ def test_event_files_hold_exactly_the_documented_tags(pong_run):
     patterns = documented_tags()
     undocumented = [t for t in written if not any(p.match(t) for p in patterns.values())]
     unwritten = [doc for doc, p in patterns.items() if not any(p.match(t) for t in written)]
-    assert not undocumented, f"tags missing from README.md: {undocumented}"
+    assert not undocumented, f"tags missing from docs/instruments.md: {undocumented}"
     assert not unwritten, f"documented tags this run did not write: {unwritten}"
     assert {"debug/inspect"} <= set(tags["images"])
     assert {"debug/weight/fc1.weight", "debug/grad/fc2.weight"} <= set(tags["histograms"])
