@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -139,6 +140,11 @@ class Config:
     frame_skip: int = arg(4, "Atari: repeat each action N frames, observe the max of the last two (flicker)")
     screen: str = arg("gray84", "Atari: gray84 (Nature) or rgb80 (the seed's 80x80 colour field)", choices=list(SCREENS))
     frame_stack: int = arg(4, "Atari: frames of history per observation (motion is invisible in one frame)")
+    history: int = arg(
+        1,
+        "vector envs: observations of the last N steps, oldest first and zero-padded at reset, "
+        "replayed through the frame buffer (the doctor's frame-history probe uses 2)",
+    )
     clip_rewards: bool = arg(True, "Atari: learn from sign(reward); logged returns stay the real score")
     episodic_life: bool = arg(True, "Atari: a lost life is terminal for learning only (Pong has no lives)")
     fire_reset: str = arg(
@@ -222,6 +228,7 @@ def resolve(cfg: Config) -> Config:
         eps_decay_steps=cfg.eps_decay_steps,
         frame_skip=cfg.frame_skip,
         frame_stack=cfg.frame_stack,
+        history=cfg.history,
         log_every=cfg.log_every,
     )
     if any(h <= 0 for h in cfg.hidden):
@@ -277,6 +284,10 @@ def make_dqn_env(cfg: Config):
             f"env '{cfg.env.env}' has observations of shape {env.observation_space.shape}; DQN takes "
             "vectors or Atari screens (pong, ALE/<Game>-v5)"
         )
+    if cfg.history > 1:
+        # Zero padding at reset, oldest first: exactly the stacks FrameReplayBuffer rebuilds.
+        stacked = gym.wrappers.FrameStackObservation(env, cfg.history, padding_type="zero")
+        env = gym.wrappers.FlattenObservation(stacked)  # (history * D,)
     return env
 
 
@@ -623,7 +634,7 @@ def train(cfg: Config) -> Path:
     device = pick_device(cfg.run.device)
     env = make_dqn_env(cfg)
     obs_shape = env.observation_space.shape
-    history = cfg.frame_stack if is_atari(cfg.env.env) else 1
+    history = cfg.frame_stack if is_atari(cfg.env.env) else cfg.history
     frame_shape = (obs_shape[0] // history, *obs_shape[1:])  # one frame: (1, 84, 84), (3, 80, 80) or (D,)
     threshold = solved_threshold(cfg.env.env, cfg.run.target_return)
 
