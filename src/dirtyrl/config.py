@@ -31,9 +31,22 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
 
 @dataclass
 class EnvConfig:
-    env: str = arg("CartPole-v1", "Gymnasium id with a discrete action space, or the preset 'pong'")
+    env: str = arg(
+        "CartPole-v1",
+        "Gymnasium id with a discrete action space, the preset 'pong', or module:EnvId for your own env "
+        "(the module is imported first and registers EnvId; see docs/environments.md)",
+    )
+    env_kwargs: list[str] = arg(
+        [],
+        "keyword arguments for gym.make, as key=value (values are Python literals, else text), "
+        "e.g. --env-kwargs is_slippery=False map_name=8x8",
+        nargs="*",
+        metavar="KEY=VALUE",
+    )
     actions: int = arg(3, "Pong action set: 2 (up, down), 3 (no-op, up, down) or 6 (ALE minimal set)", choices=[2, 3, 6])
-    sticky: float = arg(0.25, "Pong sticky-action probability (ALE v5 default 0.25; 0 for a deterministic game)")
+    sticky: float = arg(
+        0.25, "sticky-action probability of pong and ALE/<Game>-v5 (ALE v5 default 0.25; 0 for a deterministic game)"
+    )
 
 
 @dataclass

@@ -276,8 +276,9 @@ def make_dqn_env(cfg: Config):
             screen=cfg.screen,
             frame_stack=cfg.frame_stack,
             fire_reset=fire,
+            env_kwargs=cfg.env.env_kwargs,
         )
-    env = make_env(cfg.env.env)
+    env = make_env(cfg.env.env, env_kwargs=cfg.env.env_kwargs)
     if len(env.observation_space.shape) != 1:
         env.close()
         raise UserError(

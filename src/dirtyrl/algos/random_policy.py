@@ -43,7 +43,7 @@ class Config:
 def train(cfg: Config) -> Path:
     """Play uniform-random episodes until a stop condition; returns the run directory."""
     check_run_config(cfg.run)
-    env = make_env(cfg.env.env, actions=cfg.env.actions, sticky=cfg.env.sticky)
+    env = make_env(cfg.env.env, actions=cfg.env.actions, sticky=cfg.env.sticky, env_kwargs=cfg.env.env_kwargs)
     n_actions = int(env.action_space.n)
     threshold = solved_threshold(cfg.env.env, cfg.run.target_return)
     stats = EpisodeStats(cfg.run.ema, threshold)

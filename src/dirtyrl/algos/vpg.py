@@ -34,7 +34,7 @@ from dirtyrl import distributed
 from dirtyrl.checkpoint import load_checkpoint, load_model_state, pick_device, save_checkpoint, set_torch_threads
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig, arg, check_positive, check_run_config
 from dirtyrl.debug import Instruments, attach
-from dirtyrl.envs import episode_seed, is_pong, make_env, solved_threshold
+from dirtyrl.envs import episode_seed, is_ale, is_pong, make_env, solved_threshold
 from dirtyrl.errors import UserError
 from dirtyrl.nets import KarpathyPolicy
 from dirtyrl.returns import categorical_entropy, discounted_sum, rewards_to_go
@@ -94,7 +94,8 @@ PRESETS = {
 
 def resolve(cfg: Config) -> Config:
     """Fill every field left at None from the env's preset, and check the numbers."""
-    preset = PRESETS["pong" if is_pong(cfg.env.env) else "default"]
+    # Every Atari game gets Karpathy's settings: its input is the same kind of 80x80 difference frame.
+    preset = PRESETS["pong" if is_ale(cfg.env.env) else "default"]
     cfg = dataclasses.replace(cfg, **{k: v for k, v in preset.items() if getattr(cfg, k) is None})
     check_run_config(cfg.run)
     check_positive(
@@ -353,7 +354,7 @@ def train(cfg: Config) -> Path:
     dist = distributed.init(device, cfg.dist_timeout)
     set_torch_threads(cfg.run.threads)
     pong = is_pong(cfg.env.env)
-    env = make_env(cfg.env.env, actions=cfg.env.actions, sticky=cfg.env.sticky)
+    env = make_env(cfg.env.env, actions=cfg.env.actions, sticky=cfg.env.sticky, env_kwargs=cfg.env.env_kwargs)
     obs_space = env.observation_space
     sparse = obs_space.dtype == np.int8  # Pong difference frames
     threshold = solved_threshold(cfg.env.env, cfg.run.target_return)

@@ -70,7 +70,7 @@ def rgb80(frame: np.ndarray, pong_field: bool) -> np.ndarray:
     return np.ascontiguousarray(small.transpose(2, 0, 1))
 
 
-class AtariDQNPreprocessing(gym.Wrapper):
+class AtariDQNPreprocessing(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """No-op starts, frame skip with a max over the last two frames, resize, fire on reset.
 
     Observations are single frames, (1, 84, 84) or (3, 80, 80) uint8; ``FrameHistory``
@@ -88,7 +88,17 @@ class AtariDQNPreprocessing(gym.Wrapper):
         fire_reset: bool = False,
         pong_field: bool = False,
     ) -> None:
-        super().__init__(env)
+        # Recorded so that ``env.spec`` can rebuild this wrapper (Gymnasium's wrapper convention).
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            action_set=action_set,
+            noop_max=noop_max,
+            frame_skip=frame_skip,
+            screen=screen,
+            fire_reset=fire_reset,
+            pong_field=pong_field,
+        )
+        gym.Wrapper.__init__(self, env)
         if screen not in SCREENS:
             raise ValueError(f"screen must be one of {SCREENS}, got {screen!r}")
         self.ale = env.unwrapped.ale
@@ -161,7 +171,7 @@ class AtariDQNPreprocessing(gym.Wrapper):
         return self._observe(), reward, terminated, truncated, {"lives": lives}
 
 
-class FrameHistory(gym.ObservationWrapper):
+class FrameHistory(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Stack the last k frames along the channel axis; zeros before the episode's first frame.
 
     Zero padding, not gymnasium's default of repeating the reset frame: the replay buffer
@@ -174,7 +184,8 @@ class FrameHistory(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env, k: int) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, k=k)
+        gym.ObservationWrapper.__init__(self, env)
         space = env.observation_space
         self.frame_channels = space.shape[0]
         shape = (k * space.shape[0], *space.shape[1:])
@@ -208,19 +219,29 @@ def make_atari_dqn(
     frame_stack: int = 4,
     fire_reset: bool | None = None,
     render_mode: str | None = None,
+    env_kwargs: list[str] | dict | None = None,
 ) -> gym.Env:
     """The DQN Atari env: ``pong`` (ALE/Pong-v5, reduced action sets) or any ``ALE/<Game>-v5``.
 
     ``fire_reset=None`` means: on when the game has a FIRE action, except for Pong.
+    ``env_kwargs`` (``--env-kwargs``, e.g. ``mode=1``) go to gym.make, except those a flag sets.
     """
+    from dirtyrl.envs import gym_make, parse_env_kwargs, refuse_kwargs
+
     gym.register_envs(ale_py)
     pong = env_id == "pong"
-    env = gym.make(
+    kwargs = parse_env_kwargs(env_kwargs)
+    refuse_kwargs(
+        kwargs,
+        {"frameskip": "--frame-skip", "repeat_action_probability": "--sticky", "full_action_space": "the minimal action set"},
+    )
+    env = gym_make(
         PONG_ID if pong else env_id,
+        kwargs,
+        render_mode,
         frameskip=1,
         repeat_action_probability=sticky,
         full_action_space=False,
-        render_mode=render_mode,
     )
     if fire_reset is None:
         fire_reset = not pong and env.unwrapped.get_action_meanings()[1:2] == ["FIRE"]  # baselines' test

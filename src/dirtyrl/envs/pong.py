@@ -52,7 +52,7 @@ def difference_frame(current: np.ndarray, previous: np.ndarray | None) -> np.nda
     return (current > 0).astype(np.int8) - (previous > 0).astype(np.int8)
 
 
-class PongDifferenceFrames(gym.Wrapper):
+class PongDifferenceFrames(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Observation: the difference of consecutive preprocessed frames; actions: a reduced set.
 
     The wrapper keeps the last raw and processed frames (``raw_frame``, ``processed_frame``)
@@ -60,7 +60,9 @@ class PongDifferenceFrames(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, actions: int = 3) -> None:
-        super().__init__(env)
+        # Recording the constructor arguments lets ``env.spec`` rebuild the wrapped env (gym.make(env.spec)).
+        gym.utils.RecordConstructorArgs.__init__(self, actions=actions)
+        gym.Wrapper.__init__(self, env)
         self.action_map = np.array(ACTION_SETS[actions])
         self.action_names = ACTION_NAMES[actions]
         self.action_space = gym.spaces.Discrete(len(self.action_map))
@@ -83,9 +85,15 @@ class PongDifferenceFrames(gym.Wrapper):
         return self._observe(raw, first=False), reward, terminated, truncated, info
 
 
-def make_pong(actions: int = 3, sticky: float = 0.25, render_mode: str | None = None) -> gym.Env:
+def make_pong(
+    actions: int = 3, sticky: float = 0.25, render_mode: str | None = None, env_kwargs: dict | None = None
+) -> gym.Env:
+    """The ``pong`` preset; ``env_kwargs`` (e.g. ``mode``, ``difficulty``) go to gym.make."""
     import ale_py
 
     gym.register_envs(ale_py)
-    env = gym.make(PONG_ID, frameskip=4, repeat_action_probability=sticky, full_action_space=False, render_mode=render_mode)
+    make_kwargs = {"frameskip": 4, **(env_kwargs or {})}
+    env = gym.make(
+        PONG_ID, repeat_action_probability=sticky, full_action_space=False, render_mode=render_mode, **make_kwargs
+    )
     return PongDifferenceFrames(env, actions)
