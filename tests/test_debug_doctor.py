@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from dirtyrl.algos import dqn, vpg
-from dirtyrl.debug import doctor
+from dirtyrl import doctor
 
 
 def by_check(results):
@@ -27,9 +27,10 @@ def run_command(*argv):
 def test_real_vpg_passes_every_check(tmp_path, capsys):
     assert run_command("--algo", "vpg", "--keep", str(tmp_path)) == 0
     table = capsys.readouterr().out
-    for check in ("probe 4", "probe 5", "initial entropy", "reachability"):
+    checks = ("probe 4", "probe 5", "probe 6", "probe 7", "initial entropy", "reachability", "vpg loss", "vpg acting")
+    for check in checks:
         assert any(line.startswith("vpg") and check in line and " pass " in line for line in table.splitlines()), table
-    assert "4 passed, 0 failed" in table
+    assert "11 passed, 0 failed" in table
 
 
 def test_vpg_with_a_flipped_loss_sign_fails_and_blames_the_policy_gradient(tmp_path, monkeypatch, quiet):
@@ -53,10 +54,10 @@ def test_real_dqn_learns_the_discounted_value(tmp_path, quiet):
     assert probe3.passed, probe3
 
 
-@pytest.mark.slow  # ~12 s: five DQN runs
+@pytest.mark.slow  # ~25 s: nine DQN runs
 def test_real_dqn_passes_all_five_probes_and_reachability(tmp_path, quiet):
     results = doctor.run_doctor(["dqn"], tmp_path)
-    assert [r.check for r in results] == [f"probe {i}" for i in range(1, 6)] + ["reachability"]
+    assert [r.check for r in results] == [f"probe {i}" for i in range(1, 10)] + ["reachability", "replay buffer", "dqn td loss"]
     assert all(r.passed for r in results), doctor.format_table(results)
 
 

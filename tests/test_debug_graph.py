@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from dirtyrl.debug import graph
+from dirtyrl.commands import graph
 from dirtyrl.debug.graph import render_graph, unreachable_parameters
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from dirtyrl.algos import vpg
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig
-from dirtyrl.debug import play
+from dirtyrl.commands import play
 from dirtyrl.debug.render import KeyReader, Renderer, RenderToggle
 from dirtyrl.envs import make_env
 

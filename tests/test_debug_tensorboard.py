@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from dirtyrl.algos import vpg
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig
 from dirtyrl.debug import attach
-from dirtyrl.debug.graph import dqn_td_problem
+from dirtyrl.commands.graph import dqn_td_problem
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "instruments.md"
 PLACEHOLDER = {"<param>": r"[\w.]+", "<module>": r"[\w.]+", "<check>": r"\w+", "<stat>": r"(mean|std|zero_frac|dead_frac)"}

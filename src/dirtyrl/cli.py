@@ -18,10 +18,10 @@ from dirtyrl.errors import UserError
 ALGOS = {"vpg": "dirtyrl.algos.vpg", "dqn": "dirtyrl.algos.dqn", "random": "dirtyrl.algos.random_policy"}
 # Tool commands: each module has ``add_arguments(parser)`` and ``run(args) -> int``.
 TOOLS = {
-    "play": ("dirtyrl.debug.play", "watch a trained agent play (window or video file)"),
+    "play": ("dirtyrl.commands.play", "watch a trained agent play (window or video file)"),
     "inspect": ("dirtyrl.debug.inspect", "write a contact sheet of raw | processed | difference frames"),
-    "graph": ("dirtyrl.debug.graph", "render the backward graph of the loss and list unreachable parameters"),
-    "doctor": ("dirtyrl.debug.doctor", "run the probe environments against the real algorithms"),
+    "graph": ("dirtyrl.commands.graph", "render the backward graph of the loss and list unreachable parameters"),
+    "doctor": ("dirtyrl.doctor", "run the probe environments against the real algorithms"),
     "report": ("dirtyrl.debug.report", "one PNG page of a run's curves, beside the random baseline"),
 }
 

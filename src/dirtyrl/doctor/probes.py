@@ -1,106 +1,278 @@
-"""``dirtyrl doctor``: the probe environments, run against the real algorithm code.
+"""The probe environments (envs/probes.py), run through the real ``train(cfg)`` of each algorithm.
 
-Each probe (envs/probes.py, after Andy Jones's "Debugging RL, Without the Agonizing Pain")
-isolates one part of an agent, so the first probe that fails names the broken part:
+Each probe isolates one part of an agent, so the first probe that fails names the broken part:
 
-=====  ==========================================  =========================================
-probe  the task                                    a failure points at
-=====  ==========================================  =========================================
-1      one action, reward +1                       value fitting (loss, optimiser, lr)
-2      one action, reward = observation (+-1)      the observation reaching the value
-3      one action, two steps, +1 at the end        discounting / bootstrapping
-4      two actions, +1 for action 0, -1 else       policy gradient / action values
-5      two actions, +1 if action matches obs       observation-and-action credit
-=====  ==========================================  =========================================
+=====  ============================================  ==========================================
+probe  the task                                      a failure points at
+=====  ============================================  ==========================================
+1      one action, reward +1                         value fitting (loss, optimiser, lr)
+2      one action, reward = observation (+-1)        the observation reaching the value
+3      one action, two steps, +1 at the end          discounting / bootstrapping
+4      two actions, +1 for action 0, -1 else         policy gradient / action values
+5      two actions, +1 if action matches obs         observation-and-action credit
+6      4 steps, fresh +-1 obs each step, match it    acting on the current observation
+7      4 steps, step-0 choice paid at the last step  credit travelling back in time
+8      +1 forever, cut by a 3-step time limit        truncation vs termination (DQN)
+9      2 steps, act on the PREVIOUS frame (stack 2)  frame history across episode starts (DQN)
+=====  ============================================  ==========================================
 
-VPG (mean baseline, no value function) can only be judged on the policy probes 4 and 5; DQN
-runs all five, judged by its learned Q-values. Besides the probes: the initial-entropy check
-(VPG: a zero-initialised last layer must give the maximum entropy log A at update 0) and the
-reachability check (every trainable parameter must receive a gradient from the loss).
+VPG (mean baseline, no value function) is judged on the policy probes 4-7 by its action
+probabilities; DQN runs all nine, judged by its learned Q-values (1-5, 7-9) or its greedy
+actions (6). Probes 6-9 also judge *behaviour*: the mean return of the last training episodes
+(what the training loop actually did) and of evaluation episodes the doctor plays itself with
+the trained agent acting on the current observation. A gap between the two is the signature of
+an acting bug (doctor/signatures.py reads it).
 
 The algorithms run exactly as ``dirtyrl train`` runs them, through their ``train(Config)``,
 with small settings so that everything takes seconds, and the verdict is read back from what
-they wrote (checkpoint, TensorBoard). ``run_doctor(..., trainers={"vpg": fn})`` substitutes
-the training function; that is how the tests check that a deliberately broken algorithm is
-caught and the right part named.
+they wrote (checkpoint, summary.json, TensorBoard). ``run_doctor(..., trainers={"vpg": fn})``
+substitutes the training function; that is how the tests check that a deliberately broken
+algorithm is caught and the right part named.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dirtyrl.errors import UserError
+from dirtyrl.doctor.agents import DQNRun, VPGRun, evaluate, recent_training_return
+from dirtyrl.doctor.checks import PART, Result
+from dirtyrl.doctor.signatures import diagnose
 
 Trainer = Callable[[Any], Path]
 
-PART = {
-    1: "value fitting: the loss, the optimiser or the learning rate (V should reach 1)",
-    2: "the observation does not reach the value: input wiring, shapes, broadcasting",
-    3: "discounting / bootstrapping: gamma, next-state value, done masking",
-    4: "policy gradient / action values: loss sign, log-prob or Q of the action taken, action indexing",
-    5: "observation-and-action credit: obs, action and reward misaligned in the batch",
+EVAL_EPISODES = 40
+POLICY_MIN = 0.9
+DQN_TOLERANCE = 0.2
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe: its env, the answer it expects, and how to run each algorithm on it.
+
+    ``right`` lists (observation, right action) pairs: judged by P(right) >= 0.9 for a policy
+    agent and by the greedy action for a value agent without ``values``. ``values(gamma)``
+    maps (observation, action) to the Q-value a value agent must learn. ``threshold`` is the
+    mean return that the training episodes and the evaluation episodes must both reach.
+    """
+
+    number: int
+    right: tuple[tuple[tuple[float, ...], int], ...] = ()
+    values: Callable[[float], dict[tuple[tuple[float, ...], int], float]] | None = None
+    threshold: float | None = None
+    optimum: float | None = None  # best mean return; set where training and evaluation returns are compared
+    algos: tuple[str, ...] = ("dqn",)
+    vpg: dict[str, Any] = field(default_factory=dict)
+    dqn: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def env_id(self) -> str:
+        return f"dirtyrl/Probe{self.number}-v0"
+
+    @property
+    def timed(self) -> bool:
+        return self.number >= 6
+
+
+PROBES = {
+    1: Probe(1, values=lambda g: {((0.0,), 0): 1.0}),
+    2: Probe(2, values=lambda g: {((-1.0,), 0): -1.0, ((1.0,), 0): 1.0}),
+    3: Probe(3, values=lambda g: {((0.0,), 0): g, ((1.0,), 0): 1.0}),
+    4: Probe(
+        4, right=(((0.0,), 0),), values=lambda g: {((0.0,), 0): 1.0, ((0.0,), 1): -1.0}, optimum=1.0, algos=("vpg", "dqn")
+    ),
+    5: Probe(
+        5,
+        right=(((-1.0,), 0), ((1.0,), 1)),
+        values=lambda g: {((-1.0,), 0): 1.0, ((-1.0,), 1): -1.0, ((1.0,), 0): -1.0, ((1.0,), 1): 1.0},
+        optimum=1.0,
+        algos=("vpg", "dqn"),
+    ),
+    6: Probe(6, right=(((-1.0,), 0), ((1.0,), 1)), threshold=2.4, optimum=4.0, algos=("vpg", "dqn"), vpg={"episodes": 800}),
+    7: Probe(
+        7,
+        right=(((-1.0, 0.0, 0.0), 0), ((1.0, 0.0, 0.0), 1)),
+        values=lambda g: {
+            ((-1.0, 0.0, 0.0), 0): g**3,
+            ((-1.0, 0.0, 0.0), 1): -(g**3),
+            ((1.0, 0.0, 0.0), 0): -(g**3),
+            ((1.0, 0.0, 0.0), 1): g**3,
+        },
+        threshold=0.6,
+        optimum=1.0,
+        algos=("vpg", "dqn"),
+        vpg={"episodes": 1200},
+        dqn={"gamma": 0.8},  # 0.8^3 = 0.51: a reward three steps away, still far from 0
+    ),
+    8: Probe(8, values=lambda g: {((0.0,), 0): 1.0 / (1.0 - g)}),
+    9: Probe(
+        9,
+        right=(((0.0, 1.0), 0), ((0.0, -1.0), 0), ((1.0, 1.0), 1), ((1.0, -1.0), 1), ((-1.0, 1.0), 0), ((-1.0, -1.0), 0)),
+        values=lambda g: {
+            ((0.0, 1.0), 0): 1.0 + g,
+            ((0.0, 1.0), 1): -1.0 + g,
+            ((1.0, -1.0), 1): 1.0,
+            ((1.0, -1.0), 0): -1.0,
+            ((-1.0, 1.0), 0): 1.0,
+            ((-1.0, 1.0), 1): -1.0,
+        },
+        threshold=1.6,
+        optimum=2.0,
+        dqn={"history": 2},
+    ),
 }
+
+# ---------------------------------------------------------------------------------------------
+# Settings of the probe runs
+# ---------------------------------------------------------------------------------------------
+
 VPG_PROBE = {"episodes": 2400, "batch_episodes": 16, "lr": 0.03, "hidden": 32}  # ~150 updates, < 1 s each
 
+# Small settings so that each probe takes ~2 s: 1200 steps, a 64x64 MLP, the target copied every
+# 100 steps. gamma 0.5, not 0.99, so that probe 3 can tell a discounted value (0.5) from an
+# undiscounted one (1.0) with room to spare.
+DQN_PROBE = {
+    "steps": 1200,
+    "hidden": [64, 64],
+    "learning_starts": 200,
+    "batch_size": 32,
+    "buffer_size": 5000,
+    "train_every": 1,
+    "target_update_every": 100,
+    "tau": 1.0,  # a hard copy: pinned here, since the env presets may choose soft updates
+    "eps_decay_steps": 600,
+    "gamma": 0.5,
+}
 
-@dataclass
-class Result:
-    algo: str
-    check: str
-    passed: bool
-    measured: str
-    expected: str
-    suspect: str  # the likely broken part, shown when the check fails
-    seconds: float = 0.0
+
+def vpg_config(env_id: str, run_dir: Path, seed: int, **overrides: Any) -> Any:
+    from dirtyrl.algos import vpg
+    from dirtyrl.config import EnvConfig, RunConfig
+
+    knobs = {**VPG_PROBE, **overrides}
+    return vpg.Config(
+        env=EnvConfig(env=env_id),
+        run=RunConfig(seed=seed, total_episodes=knobs["episodes"], run_dir=str(run_dir), progress="off"),
+        batch_episodes=knobs["batch_episodes"],
+        lr=knobs["lr"],
+        hidden=knobs["hidden"],
+    )
+
+
+def dqn_config(env_id: str, run_dir: Path, seed: int, **overrides: Any) -> Any:
+    from dirtyrl.algos import dqn
+    from dirtyrl.config import EnvConfig, RunConfig
+
+    knobs = {**DQN_PROBE, **overrides}
+    steps = knobs.pop("steps")
+    return dqn.Config(
+        env=EnvConfig(env=env_id),
+        run=RunConfig(seed=seed, total_steps=steps, run_dir=str(run_dir), progress="off"),
+        **knobs,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Judging an agent on a probe
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt_obs(obs: tuple[float, ...]) -> str:
+    return ",".join(f"{x:+.0f}" for x in obs)
+
+
+def judge(algo: str, probe: Probe, agent: Any, gamma: float, env: Any, seed: int, seconds: float) -> Result:
+    """Every judgement the agent's interface allows: probabilities, Q-values, greedy actions,
+    and for the timed probes the training and evaluation returns."""
+    data: dict[str, Any] = {"probe": probe.number, "gamma": gamma}
+    passed, measured, expected = True, [], []
+    if probe.right and hasattr(agent, "action_probs"):
+        p_right = [float(agent.action_probs(np.array(obs, np.float32))[a]) for obs, a in probe.right]
+        data["p_right"] = p_right
+        passed &= min(p_right) >= POLICY_MIN
+        measured.append("P(right action) " + ", ".join(f"{p:.2f}" for p in p_right))
+        expected.append(f">= {POLICY_MIN:.2f}")
+    elif hasattr(agent, "q_values") and (probe.values or probe.right):
+        if probe.values is not None:
+            targets = probe.values(gamma)
+            values = [float(agent.q_values(np.array(obs, np.float32))[a]) for obs, a in targets]
+            data["q"], data["q_target"] = values, list(targets.values())
+            passed &= max(abs(v - t) for v, t in zip(values, targets.values(), strict=True)) <= DQN_TOLERANCE
+            measured.append(", ".join(f"Q({_fmt_obs(o)},{a})={v:+.2f}" for (o, a), v in zip(targets, values, strict=True)))
+            expected.append(", ".join(f"{t:+.2f}" for t in targets.values()) + f" +- {DQN_TOLERANCE}")
+        if probe.right:
+            greedy = [int(np.argmax(agent.q_values(np.array(obs, np.float32)))) for obs, _ in probe.right]
+            right = sum(g == a for g, (_, a) in zip(greedy, probe.right, strict=True))
+            data["greedy_right"] = right / len(probe.right)
+            if probe.values is None:
+                passed &= right == len(probe.right)
+                measured.append(f"greedy right in {right}/{len(probe.right)} states")
+                expected.append("all")
+    if probe.optimum is not None:
+        trained = recent_training_return(agent)
+        evaluated = evaluate(agent, env, EVAL_EPISODES, seed)
+        data.update(train_return=trained, eval_return=evaluated, optimum=probe.optimum)
+        if probe.threshold is not None:
+            passed &= evaluated >= probe.threshold and (trained is None or trained >= probe.threshold)
+            shown = "n/a" if trained is None else f"{trained:+.2f}"
+            measured.append(f"return train {shown} eval {evaluated:+.2f}")
+            expected.append(f"returns >= {probe.threshold:g}")
+    if not measured:
+        measured, expected, passed = ["agent has neither action_probs nor q_values"], ["one of them"], False
+    suspect = PART[probe.number]
+    return Result(
+        algo, f"probe {probe.number}", bool(passed), "; ".join(measured), "; ".join(expected), suspect, seconds, data
+    )
+
+
+def run_probe(algo: str, train: Trainer, probe: Probe, workdir: Path, seed: int) -> Result:
+    """Train ``algo`` on the probe through ``train(cfg)`` and judge the run it wrote."""
+    start = time.monotonic()
+    run_dir = workdir / f"{algo}-probe{probe.number}"
+    if algo == "vpg":
+        run_dir = train(vpg_config(probe.env_id, run_dir, seed, **probe.vpg))
+        from dirtyrl.envs import make_env
+
+        agent, env, gamma = VPGRun(run_dir, seed), make_env(probe.env_id), 0.99
+    else:
+        cfg = dqn_config(probe.env_id, run_dir, seed, **probe.dqn)
+        run_dir = train(cfg)
+        agent = DQNRun(run_dir)
+        env, gamma = agent.env, cfg.gamma
+    try:
+        return judge(algo, probe, agent, gamma, env, seed, time.monotonic() - start)
+    finally:
+        env.close()
 
 
 # ---------------------------------------------------------------------------------------------
 # VPG
 # ---------------------------------------------------------------------------------------------
 
-
-def vpg_config(env_id: str, run_dir: Path, seed: int) -> Any:
-    from dirtyrl.algos import vpg
-    from dirtyrl.config import EnvConfig, RunConfig
-
-    return vpg.Config(
-        env=EnvConfig(env=env_id),
-        run=RunConfig(seed=seed, total_episodes=VPG_PROBE["episodes"], run_dir=str(run_dir), progress="off"),
-        batch_episodes=VPG_PROBE["batch_episodes"],
-        lr=VPG_PROBE["lr"],
-        hidden=VPG_PROBE["hidden"],
-    )
+VPG_PROBES = [4, 6, 7, 5]  # probe 4 first: its run also gives the initial entropy
 
 
-def policy_probs(run_dir: Path, observations: list[float]) -> np.ndarray:
-    """Action probabilities of the trained policy (from its checkpoint) for each observation."""
-    from dirtyrl.checkpoint import load_checkpoint
-    from dirtyrl.debug.play import load_vpg_policy
+def vpg_checks(train: Trainer, workdir: Path, seed: int, probes: list[int] | None = None) -> list[Result]:
+    from dirtyrl.doctor.selftests import vpg_selftests
 
-    policy = load_vpg_policy(load_checkpoint(run_dir / "checkpoints" / "latest.pt"))
-    with torch.no_grad():
-        return torch.softmax(policy(torch.tensor(observations, dtype=torch.float32)[:, None]), -1).numpy()
-
-
-def judge_policy(algo: str, probe: int, p_correct: list[float], seconds: float) -> Result:
-    """Pass when the right action has probability >= 0.9 in every state; a probability near 0
-    means the agent learned the opposite, the signature of a flipped sign."""
-    worst = min(p_correct)
-    suspect = PART[probe]
-    if worst < 0.1:
-        suspect = "it learned the OPPOSITE action: a flipped sign (loss, advantage or reward); " + suspect
-    shown = ", ".join(f"{p:.2f}" for p in p_correct)
-    return Result(algo, f"probe {probe}", worst >= 0.9, f"P(right action) {shown}", ">= 0.90", suspect, seconds)
+    results = []
+    for number in VPG_PROBES:
+        if probes is not None and number not in probes:
+            continue
+        results.append(run_probe("vpg", train, PROBES[number], workdir, seed))
+        if number == 4:
+            results.append(vpg_initial_entropy(workdir / "vpg-probe4", n_actions=2))
+    if probes is None:
+        results.append(vpg_reachability(seed))
+        results += vpg_selftests(seed)
+    return diagnose(results)
 
 
 def first_scalar(run_dir: Path, tag: str) -> float | None:
@@ -111,20 +283,6 @@ def first_scalar(run_dir: Path, tag: str) -> float | None:
     if tag not in acc.Tags()["scalars"]:
         return None
     return acc.Scalars(tag)[0].value
-
-
-def vpg_checks(train: Trainer, workdir: Path, seed: int) -> list[Result]:
-    results = []
-    for probe, observations, right in ((4, [0.0], [0]), (5, [-1.0, 1.0], [0, 1])):
-        start = time.monotonic()
-        run_dir = train(vpg_config(f"dirtyrl/Probe{probe}-v0", workdir / f"vpg-probe{probe}", seed))
-        probs = policy_probs(run_dir, observations)
-        p_right = [float(probs[i, a]) for i, a in enumerate(right)]
-        results.append(judge_policy("vpg", probe, p_right, time.monotonic() - start))
-        if probe == 4:
-            results.append(vpg_initial_entropy(run_dir, n_actions=2))
-    results.append(vpg_reachability(seed))
-    return results
 
 
 def vpg_initial_entropy(run_dir: Path, n_actions: int) -> Result:
@@ -143,12 +301,13 @@ def vpg_reachability(seed: int, env_id: str = "CartPole-v1") -> Result:
 
     The batched path runs ``vpg.batched_backward`` (the default training path) and looks for
     parameters left with ``grad is None``; the per-step path walks the graph of the seed's
-    per-step loss (debug/graph.py).
+    per-step loss (commands/graph.py).
     """
     from dirtyrl import distributed
     from dirtyrl.algos import vpg
+    from dirtyrl.commands.graph import vpg_losses
     from dirtyrl.config import EnvConfig
-    from dirtyrl.debug.graph import unreachable_parameters, vpg_losses
+    from dirtyrl.debug.graph import unreachable_parameters
     from dirtyrl.envs import make_env
     from dirtyrl.nets import KarpathyPolicy
 
@@ -186,86 +345,29 @@ def vpg_reachability(seed: int, env_id: str = "CartPole-v1") -> Result:
 # DQN
 # ---------------------------------------------------------------------------------------------
 
-
-# Small settings so that each probe takes ~2 s: 1200 steps, a 64x64 MLP, the target copied every
-# 100 steps. gamma 0.5, not 0.99, so that probe 3 can tell a discounted value (0.5) from an
-# undiscounted one (1.0) with room to spare.
-DQN_PROBE = {
-    "steps": 1200,
-    "hidden": [64, 64],
-    "learning_starts": 200,
-    "batch_size": 32,
-    "buffer_size": 5000,
-    "train_every": 1,
-    "target_update_every": 100,
-    "tau": 1.0,  # a hard copy: pinned here, since the env presets may choose soft updates
-    "eps_decay_steps": 600,
-    "gamma": 0.5,
-}
-DQN_TOLERANCE = 0.2
-# Per probe: (observation, action) -> the Q-value it must learn.
-DQN_TARGETS = {
-    1: {(0.0, 0): 1.0},
-    2: {(-1.0, 0): -1.0, (1.0, 0): 1.0},
-    3: {(0.0, 0): DQN_PROBE["gamma"], (1.0, 0): 1.0},
-    4: {(0.0, 0): 1.0, (0.0, 1): -1.0},
-    5: {(-1.0, 0): 1.0, (-1.0, 1): -1.0, (1.0, 0): -1.0, (1.0, 1): 1.0},
-}
-
-
-def dqn_config(env_id: str, run_dir: Path, seed: int) -> Any:
-    from dirtyrl.algos import dqn
-    from dirtyrl.config import EnvConfig, RunConfig
-
-    knobs = {k: v for k, v in DQN_PROBE.items() if k != "steps"}
-    return dqn.Config(
-        env=EnvConfig(env=env_id),
-        run=RunConfig(seed=seed, total_steps=DQN_PROBE["steps"], run_dir=str(run_dir), progress="off"),
-        **knobs,
-    )
-
-
-def q_values(run_dir: Path, queries: list[tuple[float, int]]) -> list[float]:
-    """Q(obs, action) of the trained online network, rebuilt from the run's checkpoint."""
-    from dirtyrl.checkpoint import load_checkpoint
-    from dirtyrl.debug.play import load_dqn
-
-    qnet, env = load_dqn(load_checkpoint(run_dir / "checkpoints" / "latest.pt"))
-    env.close()
-    with torch.no_grad():
-        q = qnet(torch.tensor([[obs] for obs, _ in queries], dtype=torch.float32))
-    return [float(q[i, a]) for i, (_, a) in enumerate(queries)]
-
-
-def judge_values(probe: int, targets: dict[tuple[float, int], float], values: list[float], seconds: float) -> Result:
-    errors = [abs(v - t) for v, t in zip(values, targets.values(), strict=True)]
-    suspect = PART[probe]
-    if probe == 3 and abs(values[0] - 1.0) < DQN_TOLERANCE and abs(values[1] - 1.0) < DQN_TOLERANCE:
-        suspect = "the discount is ignored (Q(s0) = 1, as if gamma = 1); " + suspect
-    elif probe >= 4 and all(v * t < 0 for v, t in zip(values, targets.values(), strict=True)):
-        suspect = "every action value has the wrong sign: a flipped sign (loss, reward or target); " + suspect
-    measured = ", ".join(f"Q({obs:+.0f},{a})={v:+.2f}" for (obs, a), v in zip(targets, values, strict=True))
-    expected = ", ".join(f"{t:+.2f}" for t in targets.values()) + f" +- {DQN_TOLERANCE}"
-    return Result("dqn", f"probe {probe}", max(errors) <= DQN_TOLERANCE, measured, expected, suspect, seconds)
+DQN_PROBES = list(range(1, 10))
+# Per probe 1-5: (observation, action) -> the Q-value it must learn (at the doctor's gamma 0.5).
+DQN_TARGETS = {n: {(obs[0], a): t for (obs, a), t in PROBES[n].values(DQN_PROBE["gamma"]).items()} for n in range(1, 6)}
 
 
 def dqn_checks(train: Trainer, workdir: Path, seed: int, probes: list[int] | None = None) -> list[Result]:
+    from dirtyrl.doctor.selftests import dqn_selftests
+
     results = []
-    for probe, targets in DQN_TARGETS.items():
-        if probes is not None and probe not in probes:
+    for number in DQN_PROBES:
+        if probes is not None and number not in probes:
             continue
-        start = time.monotonic()
-        run_dir = train(dqn_config(f"dirtyrl/Probe{probe}-v0", workdir / f"dqn-probe{probe}", seed))
-        values = q_values(run_dir, list(targets))
-        results.append(judge_values(probe, targets, values, time.monotonic() - start))
+        results.append(run_probe("dqn", train, PROBES[number], workdir, seed))
     if probes is None:
         results.append(dqn_reachability(seed))
-    return results
+        results += dqn_selftests(seed)
+    return diagnose(results)
 
 
 def dqn_reachability(seed: int, env_id: str = "CartPole-v1") -> Result:
     """The TD loss (``dqn.td_loss``, as the learner computes it) must reach every online parameter."""
-    from dirtyrl.debug.graph import dqn_losses, unreachable_parameters
+    from dirtyrl.commands.graph import dqn_losses
+    from dirtyrl.debug.graph import unreachable_parameters
 
     start = time.monotonic()
     model, losses = dqn_losses(env_id, [8], seed)
@@ -282,67 +384,4 @@ def dqn_reachability(seed: int, env_id: str = "CartPole-v1") -> Result:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Running and reporting
-# ---------------------------------------------------------------------------------------------
-
-
-def default_trainer(algo: str) -> Trainer:
-    from importlib import import_module
-
-    try:
-        return import_module(f"dirtyrl.algos.{algo}").train
-    except ImportError as exc:
-        raise UserError(f"{algo} is not available in this build ({exc})") from exc
-
-
-CHECKS: dict[str, Callable[[Trainer, Path, int], list[Result]]] = {"vpg": vpg_checks, "dqn": dqn_checks}
-
-
-def run_doctor(
-    algos: list[str], workdir: Path | None = None, seed: int = 1, trainers: dict[str, Trainer] | None = None
-) -> list[Result]:
-    """Every check of every algorithm in ``algos``; runs go to ``workdir`` (a temp dir if None)."""
-    trainers = trainers or {}
-    with tempfile.TemporaryDirectory(prefix="dirtyrl-doctor-") as tmp:
-        base = Path(workdir) if workdir is not None else Path(tmp)
-        results = []
-        for algo in algos:
-            train = trainers.get(algo) or default_trainer(algo)
-            results += CHECKS[algo](train, base / algo, seed)
-        return results
-
-
-def format_table(results: list[Result]) -> str:
-    rows = [("algo", "check", "result", "time", "measured", "expected", "likely broken part")]
-    for r in results:
-        verdict = "pass" if r.passed else "FAIL"
-        rows.append((r.algo, r.check, verdict, f"{r.seconds:.1f}s", r.measured, r.expected, "" if r.passed else r.suspect))
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:6], widths, strict=True)) + "  " + row[6] for row in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    failed = sum(not r.passed for r in results)
-    lines.append(f"\n{len(results) - failed} passed, {failed} failed")
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--algo", default="all", choices=["vpg", "dqn", "all"], help="which algorithm to examine (default: all)"
-    )
-    parser.add_argument("--seed", type=int, default=1, help="seed of every probe run (default: 1)")
-    parser.add_argument("--keep", default=None, help="keep the probe runs in this directory (default: a temp dir)")
-
-
-def run(args: argparse.Namespace) -> int:
-    import contextlib
-    import io
-
-    algos = ["vpg", "dqn"] if args.algo == "all" else [args.algo]
-    start = time.monotonic()
-    quiet = io.StringIO()
-    with contextlib.redirect_stdout(quiet):  # the algorithms' own "run dir: ..." lines
-        results = run_doctor(algos, Path(args.keep) if args.keep else None, args.seed)
-    print(format_table(results))
-    print(f"({time.monotonic() - start:.1f} s)")
-    return 0 if all(r.passed for r in results) else 1
+CHECKS: dict[str, Callable[..., list[Result]]] = {"vpg": vpg_checks, "dqn": dqn_checks}
