@@ -94,7 +94,12 @@ def make_agent(state: dict[str, Any], args: argparse.Namespace) -> tuple[Agent, 
     from dirtyrl.envs import make_env
 
     env_cfg = state.get("config", {}).get("env", {})
-    env = make_env(state["env"], actions=env_cfg.get("actions", 3), sticky=env_cfg.get("sticky", 0.25))
+    env = make_env(
+        state["env"],
+        actions=env_cfg.get("actions", 3),
+        sticky=env_cfg.get("sticky", 0.25),
+        env_kwargs=env_cfg.get("env_kwargs"),  # a module:EnvId id imports its module here too, in this process
+    )
     if state["algo"] == "vpg":
         return vpg_agent(state, env, args.greedy), env
     return random_agent(env), env

@@ -222,7 +222,12 @@ def collect_frames(env: Any, frames: int, every: int, skip: int, seed: int) -> l
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", default="pong", help="pong, or ALE/<Game>-v5 with --preprocessing dqn (default: pong)")
+    parser.add_argument(
+        "--env", default="pong", help="pong, ALE/<Game>-v5, or module:EnvId with image observations (default: pong)"
+    )
+    parser.add_argument(
+        "--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="keyword arguments for gym.make, as in train"
+    )
     parser.add_argument("--frames", type=int, default=16, help="number of frames on the sheet (default: 16)")
     parser.add_argument("--every", type=int, default=4, help="take every Nth env step (default: 4)")
     parser.add_argument("--skip", type=int, default=40, help="env steps to play before the first frame (default: 40)")
@@ -239,17 +244,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output directory (default: runs/inspect-<env>-<time>)")
 
 
-def make_inspect_env(env_id: str, preprocessing: str, actions: int, sticky: float) -> Any:
+def make_inspect_env(
+    env_id: str, preprocessing: str, actions: int, sticky: float, env_kwargs: list[str] | None = None
+) -> Any:
     """The same env factory training uses, so the sheet shows what the agent will see."""
     if preprocessing == "dqn":
         from dirtyrl.envs.atari_dqn import is_atari, make_atari_dqn
 
         if not is_atari(env_id):
             raise UserError(f"--preprocessing dqn needs pong or an ALE/<Game>-v5 id, got '{env_id}'")
-        return make_atari_dqn(env_id, actions=actions, sticky=sticky)
+        return make_atari_dqn(env_id, actions=actions, sticky=sticky, env_kwargs=env_kwargs)
     from dirtyrl.envs import make_env
 
-    env = make_env(env_id, actions=actions, sticky=sticky)
+    env = make_env(env_id, actions=actions, sticky=sticky, env_kwargs=env_kwargs)
     if frames_wrapper(env) is None:
         env.close()
         raise UserError(
@@ -264,12 +271,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.skip < 0:
         raise UserError(f"--skip must be >= 0, got {args.skip}")
-    env = make_inspect_env(args.env, args.preprocessing, args.actions, args.sticky)
+    env = make_inspect_env(args.env, args.preprocessing, args.actions, args.sticky, args.env_kwargs)
     try:
         tiles = collect_frames(env, args.frames, args.every, args.skip, args.seed)
     finally:
         env.close()
-    out = Path(args.out or f"runs/inspect-{args.env.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(args.out or f"runs/inspect-{args.env.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     from PIL import Image
 

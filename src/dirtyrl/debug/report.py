@@ -72,7 +72,7 @@ def random_baseline(run_dir: Path, config: dict, episodes: int) -> Path:
 
     env_cfg = config.get("env", {})
     cfg = random_policy.Config(
-        env=EnvConfig(**{k: env_cfg[k] for k in ("env", "actions", "sticky") if k in env_cfg}),
+        env=EnvConfig(**{k: env_cfg[k] for k in ("env", "env_kwargs", "actions", "sticky") if k in env_cfg}),
         run=RunConfig(seed=config.get("run", {}).get("seed", 1), total_episodes=episodes, run_dir=str(out), progress="off"),
     )
     with contextlib.redirect_stdout(io.StringIO()):
