@@ -160,3 +160,63 @@ def test_warn_mode_repeats_with_decreasing_frequency(capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if "grad_norm" in line]
     assert len(traps.trips) == 8 and len(lines) == 4  # the 1st, 2nd, 4th and 8th time
     assert lines[-1].endswith("(seen 8 times)")
+
+
+# ---- gradient hygiene -------------------------------------------------------------------------
+
+
+def test_gradients_left_from_the_last_update_trip_stale_grad(tmp_path, monkeypatch):
+    real = vpg.make_optimizer
+
+    def never_cleared(cfg, policy):
+        optimizer = real(cfg, policy)
+        optimizer.zero_grad = lambda set_to_none=True: None  # the bug: gradients pile up across updates
+        return optimizer
+
+    monkeypatch.setattr(vpg, "make_optimizer", never_cleared)
+    with pytest.raises(TrapTripped) as info:
+        vpg.train(cartpole(tmp_path / "run", trap="stop"))
+    assert info.value.trips[0].check == "stale_grad" and info.value.update == 1
+    assert "zero_grad" in str(info.value)
+
+
+def test_actions_not_sampled_from_the_policy_trip_off_policy_actions(tmp_path, monkeypatch):
+    monkeypatch.setattr(vpg, "sample", lambda p, rng: int(np.argmax(p)))  # the bug: greedy acting in a PG agent
+    with pytest.raises(TrapTripped) as info:
+        vpg.train(cartpole(tmp_path / "run", episodes=200, trap="stop"))
+    assert info.value.trips[0].check == "off_policy_actions" and "MORE likely" in info.value.trips[0].detail
+
+
+def test_off_policy_scores_stay_small_for_real_samples_and_flag_other_actions():
+    from dirtyrl.debug.traps import OFF_POLICY_Z, off_policy_scores
+
+    torch.manual_seed(0)
+    worst = 0.0
+    for _ in range(200):  # skewed policies, small batches: where heavy tails would false-alarm
+        logits = torch.randn(64, 3) * 4
+        actions = torch.distributions.Categorical(logits=logits).sample()
+        worst = max(worst, *map(abs, off_policy_scores(logits, actions)))
+    assert worst < OFF_POLICY_Z
+    logits = torch.randn(256, 3) * 2
+    assert max(off_policy_scores(logits, torch.randint(3, (256,)))) < -OFF_POLICY_Z  # uniform, not pi
+    assert min(off_policy_scores(logits, logits.argmax(1))) > OFF_POLICY_Z  # argmax, not a sample
+
+
+def test_nan_trip_names_the_first_operation_that_made_it():
+    net = mlp()
+    traps = Traps(net, RunLogger(None), "warn")
+
+    def loss_fn(out):
+        return torch.log(out - 100.0).mean()  # log of a negative number: the NaN is born here
+
+    def replay():
+        loss_fn(net(torch.randn(8, 4))).backward()
+
+    net.zero_grad(set_to_none=True)
+    loss = loss_fn(net(torch.randn(8, 4)))
+    loss.backward()
+    before = [p.grad.clone() for p in net.parameters()]
+    traps.after_backward(0, 0, loss, replay=replay)
+    (trip,) = [t for t in traps.trips if t.check == "nan_loss"]
+    assert "first NaN/Inf: forward: " in trip.detail and "log" in trip.detail and "test_debug_traps.py" in trip.detail
+    assert all(torch.equal(p.grad, g) for p, g in zip(net.parameters(), before, strict=True))  # the replay left no trace

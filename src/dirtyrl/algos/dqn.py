@@ -373,6 +373,10 @@ class Learner:
         # autograd.grad, not backward(): the helper must not write .grad while the main thread does.
         return torch.autograd.grad(loss, self.params), loss.detach(), q_sum
 
+    def _replay(self, batch: Batch) -> None:
+        """The whole minibatch's loss and backward again: a NaN trap replays it to name the op."""
+        td_loss(self.q, self.target, batch, slice(None), self.cfg, self.device)[0].backward()
+
     def start(self, batch: Batch) -> None:
         future = None
         if self.pool is not None:
@@ -388,6 +392,8 @@ class Learner:
         own = slice(0, self.cfg.batch_size - self.helper_rows) if future is not None else slice(None)
         loss, q_sum = td_loss(self.q, self.target, batch, own, self.cfg, self.device)
         self.optimizer.zero_grad(set_to_none=True)
+        if self.instruments is not None:
+            self.instruments.before_backward(self.updates, env_step)  # traps: nothing left from the last update
         loss.backward()
         if future is not None:
             # Balance the split: if the helper was already done, it gets one more row next time.
@@ -398,7 +404,9 @@ class Learner:
             self.helper_rows = min(max(self.helper_rows + step, 1), self.cfg.batch_size - 1)
         # Gradients of the whole minibatch are in .grad here, not yet clipped or applied.
         if self.instruments is not None:
-            self.instruments.after_backward(self.updates, env_step, loss.detach(), None, batch=batch._asdict)
+            self.instruments.after_backward(
+                self.updates, env_step, loss.detach(), None, batch=batch._asdict, replay=lambda: self._replay(batch)
+            )
         if self.cfg.clip_grad_value > 0:
             nn.utils.clip_grad_value_(self.params, self.cfg.clip_grad_value)
         if self.cfg.clip_grad_norm > 0:

@@ -330,14 +330,21 @@ def learn(
     n_local = sum(len(ep.actions) for ep in episodes)
     normalizer = distributed.global_count(dist, n_local) if cfg.reduce == "sum" else n_local
     optimizer.zero_grad(set_to_none=True)
+    instruments.before_backward(update, env_step)  # traps: no gradient may be left from the last update
+    replay = None
     if cfg.grad_path == "per-step":
         loss = per_step_backward(episodes, adv, normalizer)
         with torch.no_grad():
             entropies = categorical_entropy(policy(batch_input(episodes, sparse, policy.fc1.in_features, device)))
     else:
         loss, entropies = batched_backward(policy, episodes, adv, normalizer, sparse, device)
+        replay = functools.partial(batched_backward, policy, episodes, adv, normalizer, sparse, device)
+    if instruments.checks_actions:  # traps: the actions played must be samples of this (not yet stepped) policy
+        with torch.no_grad():
+            logits = policy(batch_input(episodes, sparse, policy.fc1.in_features, device))
+        instruments.check_actions(update, env_step, logits, np.concatenate([ep.actions for ep in episodes]))
     dump = functools.partial(trap_batch, episodes, adv)  # called only if a trap stops the run
-    instruments.after_backward(update, env_step, loss, float(entropies.mean()), batch=dump)
+    instruments.after_backward(update, env_step, loss, float(entropies.mean()), batch=dump, replay=replay)
     distributed.sync_grads_and_step(dist, policy, optimizer, cfg.sync, cfg.reduce)
     return loss, entropies
 

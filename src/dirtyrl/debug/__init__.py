@@ -111,6 +111,21 @@ class Instruments:
         for instrument in self._on_step:
             instrument.on_episode_end(episode)
 
+    @property
+    def checks_actions(self) -> bool:
+        """Whether ``check_actions`` does anything (a trap mode is on): skip building its inputs otherwise."""
+        return self.traps is not None
+
+    def before_backward(self, update: int, env_step: int) -> None:
+        """Just before an update's first backward pass, after zero_grad (traps: stale gradients)."""
+        if self.traps is not None:
+            self.traps.before_backward(update, env_step)
+
+    def check_actions(self, update: int, env_step: int, logits: torch.Tensor, actions: Any) -> None:
+        """Policy gradient: the batch's logits (before the step) and the actions played (traps)."""
+        if self.traps is not None:
+            self.traps.check_actions(update, env_step, logits, actions)
+
     def after_backward(
         self,
         update: int,
@@ -118,11 +133,13 @@ class Instruments:
         loss: torch.Tensor | float | None,
         entropy: float | None = None,
         batch: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+        replay: Callable[[], Any] | None = None,
     ) -> None:
         """After the backward pass, before the optimizer step (traps, gradient statistics).
 
         ``batch`` (a dict, or a function returning one, so that building it costs nothing
-        unless a trap needs it) goes into the ``--debug.trap stop`` dump. Statistics are logged
+        unless a trap needs it) goes into the ``--debug.trap stop`` dump; ``replay`` (recompute
+        the loss and backward on the same batch) lets a NaN trap name the op that made it. Statistics are logged
         before the traps run, so a run that stops still has the numbers of its last update.
         """
         if not self._on_backward:
@@ -132,7 +149,7 @@ class Instruments:
         if self.gradients is not None:
             self.gradients.after_backward(update, env_step)
         if self.traps is not None:
-            self.traps.after_backward(update, env_step, loss, entropy, batch)
+            self.traps.after_backward(update, env_step, loss, entropy, batch, replay)
 
     def after_step(self, update: int, env_step: int) -> None:
         """After the optimizer step (update-to-weight ratios; NaN parameters before any checkpoint)."""

@@ -23,6 +23,25 @@ Checks (name: what trips it):
   zero for every sample since the last check (dead ReLUs). Measured on the input of every
   Linear/Conv layer whose input is computed from parameters (so never on the observation).
 
+Gradient hygiene, on in every mode (the algorithms make one extra call for each):
+
+- ``stale_grad``: just before an update's first backward pass (``before_backward``), a
+  parameter already holds a non-zero gradient: the previous update's gradient was not cleared
+  (``optimizer.zero_grad()`` missing or misplaced), so this update adds to it. Learning curves
+  hide it (CartPole still reaches ~460); the check costs one ``any()`` per parameter.
+- ``off_policy_actions``: a policy-gradient batch whose actions are not samples of the policy
+  being differentiated (``check_actions``). For actions a_t ~ pi(.|s_t), E[log pi(a_t|s_t)] is
+  -H(pi(.|s_t)) and E[pi(a_t|s_t)] is sum_a pi(a|s_t)^2; both sums over the batch are compared
+  with their expectation in units of their own standard deviation (computed exactly from the
+  logits), and the check trips only when both are beyond ``OFF_POLICY_Z`` in the same
+  direction: taken actions far more likely than sampling gives (argmax, a fixed action) or far
+  less likely (actions from another policy, a stale observation, a wrong action index).
+- ``nan_loss`` / ``nan_grad`` are followed by a replay of the tripping batch (when the algorithm
+  passes ``replay``) under ``torch.autograd.detect_anomaly`` with every torch call watched, and
+  the trip's message names the first operation whose output was NaN/Inf while its inputs were
+  finite (file:line), or the op where a NaN that came in with the batch or the weights first
+  showed, or the backward function anomaly detection stopped at.
+
 Modes: ``warn`` prints and logs, then training goes on; ``stop`` writes a dump (which check
 tripped, where, the batch, parameter and gradient statistics) and raises ``TrapTripped``, which
 the algorithms let propagate (no checkpoint is written after it, so the last good one stays);
@@ -34,6 +53,8 @@ from __future__ import annotations
 import math
 import pdb
 import sys
+import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +62,25 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
 from dirtyrl.debug.gradients import grad_norms
 from dirtyrl.debug.hooks import unit_alive
 
-CHECKS = ("nan_loss", "nan_grad", "nan_param", "zero_grad", "grad_norm", "entropy_collapse", "dead_units")
+CHECKS = (
+    "nan_loss",
+    "nan_grad",
+    "nan_param",
+    "zero_grad",
+    "grad_norm",
+    "entropy_collapse",
+    "dead_units",
+    "stale_grad",
+    "off_policy_actions",
+)
+OFF_POLICY_Z = 6.0  # standard deviations; both statistics must pass it (far fewer than 1e-6 false alarms)
+MIN_OFF_POLICY_STEPS = 32
 
 
 @dataclass(frozen=True)
@@ -125,6 +159,97 @@ def _frame_outside_debug() -> Any:
 
 def open_pdb() -> None:
     pdb.Pdb().set_trace(_frame_outside_debug())
+
+
+def off_policy_scores(logits: torch.Tensor, actions: torch.Tensor) -> tuple[float, float]:
+    """z-scores of the taken actions' summed log-probability and probability against sampling.
+
+    Positive: the actions were more likely under pi than samples of pi would be (argmax, a
+    fixed action); negative: less likely (actions from some other distribution). 0 when the
+    policy gives no spread (uniform or deterministic: nothing to test).
+
+    >>> logits = torch.tensor([[2.0, 0.0]] * 200)
+    >>> z_log, z_p = off_policy_scores(logits, torch.zeros(200, dtype=torch.long))  # always the likelier action
+    >>> z_log > 6 and z_p > 6
+    True
+    """
+    log_p = torch.log_softmax(logits.detach().double(), -1)
+    p = log_p.exp()
+    taken = log_p.gather(1, actions.long().reshape(-1, 1)).squeeze(1)
+    scores = []
+    for value, per_action in ((taken, log_p), (taken.exp(), p)):
+        mean = (p * per_action).sum(-1)  # E[f(a)] under pi, per state
+        var = (p * per_action**2).sum(-1) - mean**2
+        spread = float(var.clamp(min=0).sum().sqrt())
+        scores.append(float((value - mean).sum()) / spread if spread > 1e-9 else 0.0)
+    return scores[0], scores[1]
+
+
+def _non_finite(x: Any) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.is_floating_point() and x.numel() > 0 and not bool(torch.isfinite(x.detach()).all())
+    if isinstance(x, (list, tuple)):
+        return any(_non_finite(v) for v in x)
+    return False
+
+
+def _user_frame() -> str:
+    """file:line of the innermost caller outside torch and this module: where the op was written."""
+    for frame in reversed(traceback.extract_stack()):
+        if "/torch/" not in frame.filename and frame.filename != __file__:
+            return f"{Path(frame.filename).name}:{frame.lineno} ({frame.line})"
+    return "unknown place"
+
+
+class _FirstNonFinite(TorchFunctionMode):
+    """Watches every torch call; remembers the first whose output is NaN/Inf while its inputs are finite."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: str | None = None
+        self.made: set[int] = set()  # ids of tensors computed under this mode (not data, not parameters)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if self.found is None and _non_finite(out):
+            inputs = [x for x in list(args) + list((kwargs or {}).values()) if _non_finite(x)]
+            name = getattr(func, "__name__", None) or repr(func)
+            if not inputs:
+                self.found = f"{name} at {_user_frame()}"
+            elif any(isinstance(x, torch.Tensor) and id(x) not in self.made for x in inputs):
+                self.found = (
+                    f"{name} at {_user_frame()}, whose input was already NaN/Inf: it came in with the batch or the weights"
+                )
+        if isinstance(out, torch.Tensor):
+            self.made.add(id(out))
+        return out
+
+
+def first_nonfinite_op(model: nn.Module, replay: Callable[[], Any]) -> str | None:
+    """Replay a batch under anomaly detection; the first op that made a NaN/Inf, forward or backward.
+
+    The model's gradients are saved and put back, so a replay in ``warn`` mode changes nothing.
+    """
+    saved = {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()}
+    mode = _FirstNonFinite()
+    found = None
+    try:
+        with warnings.catch_warnings(record=True) as caught, torch.autograd.detect_anomaly(check_nan=True):
+            warnings.simplefilter("always")
+            try:
+                with mode:
+                    replay()
+            except RuntimeError as exc:  # anomaly mode: a backward function returned NaN
+                trace = " ".join(str(w.message) for w in caught)
+                lines = [line.strip() for line in trace.splitlines() if line.strip().startswith("File ")]
+                origin = f"; its forward: {lines[-1]}" if lines else ""
+                found = f"backward: {str(exc).splitlines()[0]}{origin}"
+        if mode.found is not None:
+            found = f"forward: {mode.found}"
+    finally:
+        for name, p in model.named_parameters():
+            p.grad = saved[name]
+    return found
 
 
 class Traps:
@@ -234,7 +359,47 @@ class Traps:
                 trips.append(Trip("nan_param", name, f"{bad} of {p.numel()} entries are NaN/Inf"))
         return trips
 
+    def check_stale_grads(self) -> list[Trip]:
+        trips = []
+        for name, p in self.model.named_parameters():
+            if p.grad is not None and bool(p.grad.any()):
+                trips.append(
+                    Trip(
+                        "stale_grad",
+                        name,
+                        f"gradient of norm {float(p.grad.norm()):.3e} left from the previous update before this "
+                        "update's backward: call optimizer.zero_grad() before backward, every update",
+                    )
+                )
+        return trips
+
+    def check_off_policy(self, logits: torch.Tensor, actions: torch.Tensor) -> list[Trip]:
+        if len(actions) < MIN_OFF_POLICY_STEPS:
+            return []
+        z_log, z_p = off_policy_scores(logits, actions)
+        if min(z_log, z_p) > OFF_POLICY_Z or max(z_log, z_p) < -OFF_POLICY_Z:
+            how = "MORE likely than samples (argmax or a fixed action?)" if z_log > 0 else "LESS likely than samples"
+            detail = (
+                f"the {len(actions)} actions of this batch are {how} of the policy being trained: "
+                f"log-prob z = {z_log:+.1f}, prob z = {z_p:+.1f} (|z| > {OFF_POLICY_Z:g}); acting must sample "
+                "pi(.|current obs) and the batch must pair each action with the observation it was chosen on"
+            )
+            return [Trip("off_policy_actions", "policy", detail)]
+        return []
+
     # -- hook points ---------------------------------------------------------------------------
+    def before_backward(self, update: int, env_step: int) -> None:
+        """Just before an update's first backward pass: every gradient must be cleared."""
+        trips = self.check_stale_grads()
+        if trips:
+            self._handle(trips, update, env_step, None, None, None)
+
+    def check_actions(self, update: int, env_step: int, logits: torch.Tensor, actions: Any) -> None:
+        """Policy-gradient batches: are the actions played samples of the policy being trained?"""
+        trips = self.check_off_policy(logits, torch.as_tensor(actions))
+        if trips:
+            self._handle(trips, update, env_step, None, None, None)
+
     def after_backward(
         self,
         update: int,
@@ -242,8 +407,17 @@ class Traps:
         loss: torch.Tensor | float | None,
         entropy: float | None = None,
         batch: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+        replay: Callable[[], Any] | None = None,
     ) -> None:
+        """``replay`` recomputes this update's loss and backward on the same batch; it runs only
+        when a NaN/Inf tripped, to name the operation that produced it."""
         trips = self.check_backward(update, loss, entropy)
+        first_nan = next((i for i, t in enumerate(trips) if t.check in ("nan_loss", "nan_grad")), None)
+        if replay is not None and first_nan is not None:
+            origin = first_nonfinite_op(self.model, replay)
+            if origin is not None:
+                t = trips[first_nan]
+                trips[first_nan] = Trip(t.check, t.where, f"{t.detail}; first NaN/Inf: {origin}")
         if trips:
             self._handle(trips, update, env_step, loss, entropy, batch)
 
