@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dirtyrl.dqn_maths import nstep_window
+
 MAX_POS = 255  # ep_pos saturates here; any history up to this length is reconstructed exactly
 
 
@@ -42,6 +44,7 @@ class Batch(NamedTuple):
     terminated: np.ndarray  # (B,) bool: a real end, do not bootstrap
     truncated: np.ndarray  # (B,) bool: a time limit, still bootstrap
     indices: np.ndarray  # (B,) int64 slot indices, for tests and debugging
+    discounts: np.ndarray | None = None  # (B,) float32 gamma^m of n-step returns; None: one step, gamma
 
 
 class FrameReplayBuffer:
@@ -131,13 +134,16 @@ class FrameReplayBuffer:
         """Global slot indices [lo, hi) whose frames j-k..j are all still in memory."""
         return max(0, self.added - self.capacity + self.history), self.added
 
-    def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    def sample_indices(self, batch_size: int, rng: np.random.Generator, n_step: int = 1) -> np.ndarray:
         """Uniform over stored transitions: draw slots, redraw the reset-frame slots.
+
+        With ``n_step`` > 1 the newest n-1 slots are left out: their windows are not written yet.
 
         Rejection is vectorised per round; reset slots are ~0.1% of Pong's slots (up to a few
         percent on CartPole), so a second round is rare and a third rarer still.
         """
         lo, hi = self._sample_range()
+        hi -= n_step - 1
         if hi <= lo:
             raise ValueError("the buffer holds no complete transition yet")
         idx = rng.integers(lo, hi, size=batch_size) % self.capacity
@@ -173,8 +179,46 @@ class FrameReplayBuffer:
             indices=idx,
         )
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        return self.gather(self.sample_indices(batch_size, rng))
+    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1, gamma: float = 0.99) -> Batch:
+        if n_step == 1:
+            return self.gather(self.sample_indices(batch_size, rng))
+        return self.gather_nstep(self.sample_indices(batch_size, rng, n_step), n_step, gamma)
+
+    def gather_nstep(self, idx: np.ndarray, n: int, gamma: float) -> Batch:
+        """n-step transitions starting in slots ``idx``: obs of slot j, reward sum_{i<m} gamma^i r_{j+i},
+        next_obs and flags of slot j+m-1, discount gamma^m.
+
+        The window stops early at the episode's end: a terminated or truncated step, or a slot
+        after which the next one is a reset frame (an episode cut short by an interrupted run).
+        It never crosses into the next episode. The caller draws ``idx`` with
+        ``sample_indices(..., n_step=n)``, so every slot of a window has been written.
+
+        >>> buf = FrameReplayBuffer(16, (1, 1, 1), history=1)
+        >>> buf.start_episode(np.zeros((1, 1, 1), np.uint8))
+        >>> for t in (1, 2, 3):
+        ...     buf.add(0, 1.0, np.full((1, 1, 1), t, np.uint8), terminated=t == 3, truncated=False)
+        >>> b = buf.gather_nstep(np.array([1, 2]), 3, 0.5)
+        >>> b.rewards.tolist(), b.next_obs[:, 0, 0, 0].tolist(), b.terminated.tolist(), b.discounts.tolist()
+        ([1.75, 1.5], [3, 3], [True, True], [0.125, 0.25])
+        """
+        offsets = np.arange(n)
+        slots = (idx[:, None] + offsets[None, :]) % self.capacity  # (B, n) the window's steps
+        stops = self.terminated[slots] | self.truncated[slots]
+        # A reset frame right after step i ends the episode there even without a flag.
+        stops[:, :-1] |= self.ep_pos[slots[:, 1:]] == 0
+        rewards, m = nstep_window(self.rewards[slots], stops, gamma)
+        last = (idx + m - 1) % self.capacity
+        first, final = self.gather(idx), self.gather(last)
+        return Batch(
+            obs=first.obs,
+            actions=first.actions,
+            rewards=rewards,
+            next_obs=final.next_obs,
+            terminated=final.terminated,
+            truncated=final.truncated,
+            indices=idx,
+            discounts=(gamma ** m.astype(np.float64)).astype(np.float32),
+        )
 
     # ---- persistence (--checkpoint-replay) ---------------------------------------------------
 

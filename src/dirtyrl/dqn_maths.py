@@ -1,4 +1,4 @@
-"""The pure maths of DQN: exploration schedules, TD targets, target-network updates.
+"""The pure maths of DQN: exploration schedules, TD targets, n-step returns, the dueling head, target-network updates.
 
 Small functions with worked examples; tests/test_dqn_maths.py imports these exact functions.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,8 +50,12 @@ def epsilon_at(step: int, kind: str, start: float, end: float, duration: int) ->
     raise ValueError(f"unknown epsilon schedule {kind!r}")
 
 
-def td_target(rewards: torch.Tensor, next_q: torch.Tensor, terminated: torch.Tensor, gamma: float) -> torch.Tensor:
+def td_target(
+    rewards: torch.Tensor, next_q: torch.Tensor, terminated: torch.Tensor, gamma: float | torch.Tensor
+) -> torch.Tensor:
     """y = r + gamma * (1 - terminated) * max_a' Q_target(s', a').
+
+    ``gamma`` may be a (B,) tensor: n-step returns bootstrap with gamma^m, m the window length.
 
     Only a *real* terminal stops the bootstrap. A time-limit truncation is not the end of the
     task, just of our patience: the state still has a future worth ``next_q``, so truncated
@@ -117,3 +122,38 @@ def clip_reward(reward: float) -> float:
     (-1.0, 0.0, 1.0)
     """
     return float(math.copysign(1.0, reward)) if reward != 0 else 0.0
+
+
+def nstep_window(rewards: np.ndarray, stops: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Discounted n-step rewards and window lengths, for B windows of up to n steps at once.
+
+    ``rewards[b, i]`` is the reward of the i-th step of window b; ``stops[b, i]`` says the window
+    must end after step i (the episode ended there: terminated, truncated, or the next slot is a
+    new episode). The window length m is 1 + the first such i, else n, and
+    R = sum_{i<m} gamma^i r_i. The caller bootstraps with gamma^m from the state after step m-1
+    unless that step terminated (Sutton & Barto 7.1; Hessel et al. 2018 use n = 3).
+
+    >>> r = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, -1.0]])
+    >>> stop = np.array([[False, False, False], [False, True, False], [False, False, True]])
+    >>> R, m = nstep_window(r, stop, 0.5)
+    >>> R.tolist(), m.tolist()  # 1 + .5 + .25; the episode ends after step 1: 1 + .5; -1 * .25
+    ([1.75, 1.5, -0.25], [3, 2, 3])
+    """
+    n = rewards.shape[1]
+    # argmax of a bool row is its first True; rows with no True get n.
+    m = np.where(stops.any(axis=1), stops.argmax(axis=1) + 1, n)
+    inside = np.arange(n)[None, :] < m[:, None]  # (B, n)
+    discounts = gamma ** np.arange(n, dtype=np.float64)
+    return (rewards * inside * discounts).sum(axis=1).astype(np.float32), m.astype(np.int64)
+
+
+def dueling_aggregate(value: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a') (Wang et al. 2016, their eq. 9).
+
+    Subtracting the mean pins down the split between V and A (otherwise any constant could
+    move from one to the other) and leaves the greedy action unchanged.
+
+    >>> dueling_aggregate(torch.tensor([[1.0]]), torch.tensor([[2.0, 0.0, -2.0]]))
+    tensor([[ 3.,  1., -1.]])
+    """
+    return value + advantages - advantages.mean(dim=1, keepdim=True)

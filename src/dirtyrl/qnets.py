@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NETS = ("seed", "nature", "mlp")
+from dirtyrl.dqn_maths import dueling_aggregate
+
+NETS = ("seed", "nature", "mnih2013", "mlp")
 
 
 def _flat_size(features: nn.Module, in_shape: tuple[int, ...]) -> int:
@@ -36,6 +38,29 @@ class PixelQNet(nn.Module):
         """NHWC layout for the convolutions: oneDNN's fast path on CPU (see benchmarks)."""
         self.channels_last = enabled
         return self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+
+
+class DuelingHead(nn.Module):
+    """Two streams on the conv features, V(s) and A(s, a), each with its own hidden layer
+    (Wang et al. 2016), joined by ``dueling_aggregate``.
+
+    >>> DuelingHead(8, 3, 4)(torch.zeros(2, 8)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, flat: int, n_actions: int, hidden: int, bias: bool = True) -> None:
+        super().__init__()
+        self.value = nn.Sequential(nn.Linear(flat, hidden, bias=bias), nn.ReLU(), nn.Linear(hidden, 1, bias=bias))
+        self.advantage = nn.Sequential(nn.Linear(flat, hidden, bias=bias), nn.ReLU(), nn.Linear(hidden, n_actions, bias=bias))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return dueling_aggregate(self.value(features), self.advantage(features))
+
+
+def _head(flat: int, n_actions: int, hidden: int, bias: bool, dueling: bool) -> nn.Module:
+    if dueling:
+        return DuelingHead(flat, n_actions, hidden, bias)
+    return nn.Sequential(nn.Linear(flat, hidden, bias=bias), nn.ReLU(), nn.Linear(hidden, n_actions, bias=bias))
 
 
 def _conv_stack(spec: list[tuple[int, int, int, int]], batch_norm: bool, bias: bool) -> nn.Sequential:
@@ -67,12 +92,13 @@ class SeedQNet(PixelQNet):
         batch_norm: bool = False,
         bias: bool = True,
         hidden: int = 256,
+        dueling: bool = False,
     ) -> None:
         super().__init__()
         self.channels_last = False
         self.features = _conv_stack([(in_channels, 16, 3, 2), (16, 32, 3, 2)], batch_norm, bias)
         flat = _flat_size(self.features, (in_channels, *frame_hw))  # 32 * 20 * 20 = 12800 for 84x84
-        self.head = nn.Sequential(nn.Linear(flat, hidden, bias=bias), nn.ReLU(), nn.Linear(hidden, n_actions, bias=bias))
+        self.head = _head(flat, n_actions, hidden, bias, dueling)
 
 
 class NatureCNN(PixelQNet):
@@ -90,12 +116,40 @@ class NatureCNN(PixelQNet):
         batch_norm: bool = False,
         bias: bool = True,
         hidden: int = 512,
+        dueling: bool = False,
     ) -> None:
         super().__init__()
         self.channels_last = False
         self.features = _conv_stack([(in_channels, 32, 8, 4), (32, 64, 4, 2), (64, 64, 3, 1)], batch_norm, bias)
         flat = _flat_size(self.features, (in_channels, *frame_hw))  # 64 * 7 * 7 = 3136 for 84x84
-        self.head = nn.Sequential(nn.Linear(flat, hidden, bias=bias), nn.ReLU(), nn.Linear(hidden, n_actions, bias=bias))
+        self.head = _head(flat, n_actions, hidden, bias, dueling)
+
+
+class Mnih2013QNet(PixelQNet):
+    """Mnih et al. 2013 (the NIPS workshop DQN): 8x8/4 (16), 4x4/2 (32) convolutions, 256 hidden.
+
+    A third of the Nature net's compute at 84x84 and a twentieth at 40x40 (the pong-fast
+    preset's input), where its features are 32 x 3 x 3.
+
+    >>> Mnih2013QNet(4, 3, (40, 40))(torch.zeros(1, 4, 40, 40, dtype=torch.uint8)).shape
+    torch.Size([1, 3])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_actions: int,
+        frame_hw: tuple[int, int] = (84, 84),
+        batch_norm: bool = False,
+        bias: bool = True,
+        hidden: int = 256,
+        dueling: bool = False,
+    ) -> None:
+        super().__init__()
+        self.channels_last = False
+        self.features = _conv_stack([(in_channels, 16, 8, 4), (16, 32, 4, 2)], batch_norm, bias)
+        flat = _flat_size(self.features, (in_channels, *frame_hw))  # 32 * 9 * 9 = 2592 for 84x84
+        self.head = _head(flat, n_actions, hidden, bias, dueling)
 
 
 class MLPQNet(nn.Module):
@@ -126,6 +180,7 @@ def make_qnet(
     batch_norm: bool = False,
     bias: bool = True,
     hidden: tuple[int, ...] = (256, 256),
+    dueling: bool = False,
 ) -> nn.Module:
     """Build the named network for observations of ``obs_shape`` (C, H, W) or (D,).
 
@@ -135,8 +190,10 @@ def make_qnet(
     if name == "mlp":
         if len(obs_shape) != 1:
             raise ValueError(f"--net mlp needs vector observations, got shape {obs_shape}; use --net nature or seed")
+        if dueling:
+            raise ValueError("--dueling is implemented for the conv nets (seed, nature, mnih2013), not --net mlp")
         return MLPQNet(obs_shape[0], n_actions, hidden, bias)
     if len(obs_shape) != 3:
         raise ValueError(f"--net {name} needs image observations (C, H, W), got shape {obs_shape}; use --net mlp")
-    cls = {"seed": SeedQNet, "nature": NatureCNN}[name]
-    return cls(obs_shape[0], n_actions, tuple(obs_shape[1:]), batch_norm=batch_norm, bias=bias)
+    cls = {"seed": SeedQNet, "nature": NatureCNN, "mnih2013": Mnih2013QNet}[name]
+    return cls(obs_shape[0], n_actions, tuple(obs_shape[1:]), batch_norm=batch_norm, bias=bias, dueling=dueling)
