@@ -30,8 +30,8 @@ from pathlib import Path
 
 VARIANTS = {
     # name: (cores, extra config fields)
-    "1t": ({0}, {}),
-    "1t-nocl": ({0}, {"channels_last": False}),
+    "1t": ({0}, {"channels_last": "on"}),
+    "1t-nocl": ({0}, {"channels_last": "off"}),
     "1t-bf16": ({0}, {"autocast": "bf16"}),
     "2t": ({0, 1}, {"learner_threads": 2}),
     "2t-bf16": ({0, 1}, {"learner_threads": 2, "autocast": "bf16"}),
@@ -96,7 +96,7 @@ def floor_sps(channels_last: bool, bf16: bool, repeats: int = 30) -> tuple[float
 
     os.sched_setaffinity(0, {0})
     torch.set_num_threads(1)
-    cfg = dqn.resolve(dqn.Config(env=EnvConfig(env="pong"), channels_last=channels_last, autocast="bf16" if bf16 else "off"))
+    cfg = dqn.resolve(dqn.Config(env=EnvConfig(env="pong"), channels_last="on" if channels_last else "off", autocast="bf16" if bf16 else "off"))
     device = torch.device("cpu")
     q, target = dqn.build_nets(cfg, (4, 84, 84), 3, device)
     learner = dqn.Learner(q, target, cfg, device)
