@@ -96,7 +96,8 @@ def floor_sps(channels_last: bool, bf16: bool, repeats: int = 30) -> tuple[float
 
     os.sched_setaffinity(0, {0})
     torch.set_num_threads(1)
-    cfg = dqn.resolve(dqn.Config(env=EnvConfig(env="pong"), channels_last="on" if channels_last else "off", autocast="bf16" if bf16 else "off"))
+    layout = "on" if channels_last else "off"
+    cfg = dqn.resolve(dqn.Config(env=EnvConfig(env="pong"), channels_last=layout, autocast="bf16" if bf16 else "off"))
     device = torch.device("cpu")
     q, target = dqn.build_nets(cfg, (4, 84, 84), 3, device)
     learner = dqn.Learner(q, target, cfg, device)
