@@ -23,6 +23,8 @@ output one number per action.
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -93,6 +95,10 @@ def apply_observation_policy(env: gym.Env, env_id: str) -> gym.Env:
         raise UserError(f"env '{env_id}' has {describe(space, 'observation')}; dirty-rl supports {SUPPORTED_OBSERVATIONS}")
     env = gym.wrappers.FlattenObservation(env)
     if env.observation_space.dtype != np.float32:
-        # One-hot parts come out as int64; float32 is what the networks compute in, and halves the replay buffer.
-        env = gym.wrappers.DtypeObservation(env, np.float32)
+        # One-hot parts come out as int64 (float64 when mixed with a Box); float32 is what the
+        # networks compute in, and halves the replay buffer. The bounds are 0/1 or the parts' own
+        # float32 bounds, so Gymnasium's "precision lowered" warning is about nothing here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*Box (low|high)'s precision lowered", UserWarning)
+            env = gym.wrappers.DtypeObservation(env, np.float32)
     return env
