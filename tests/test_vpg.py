@@ -140,6 +140,8 @@ def test_run_directory_holds_every_artifact(tmp_path):
         "solved_at_env_step",
         "solved_at_seconds",
         "workers",
+        "best_mean_return_last_20",
+        "solved_mean_return_last_20",
     }
     assert summary["episodes"] == 8 and summary["solved_threshold"] == 475.0
     config_json = json.loads((run_dir / "config.json").read_text())

@@ -58,6 +58,11 @@ class RunConfig:
     )
     total_steps: int | None = arg(None, "stop after this many env steps (summed over workers)")
     total_episodes: int | None = arg(None, "stop after this many episodes (summed over workers)")
+    long_episode_warning: int = arg(
+        10_000,
+        "warn once when an episode lasts this many steps (an Atari agent may be waiting for FIRE); "
+        "such an episode still running after --total-steps is cut there; 0: off",
+    )
     stop_when_solved: bool = arg(False, "stop when the mean return of the last 20 episodes reaches the threshold")
     target_return: float | None = arg(None, "solved threshold; default: the env spec's reward_threshold")
     run_dir: str | None = arg(None, "run directory (default runs/<algo>-<env>-<timestamp>)")
@@ -205,5 +210,7 @@ def check_run_config(run: RunConfig) -> None:
         threads=run.threads,
         checkpoint_every=run.checkpoint_every,
     )
+    if run.long_episode_warning < 0:
+        raise UserError(f"--long-episode-warning must be >= 0 (0 turns it off), got {run.long_episode_warning}")
     if not 0.0 <= run.ema < 1.0:
         raise UserError(f"--ema must be in [0, 1), got {run.ema}")

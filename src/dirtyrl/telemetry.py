@@ -54,14 +54,74 @@ def start_run(run_dir: Path | None, config: dict[str, Any], logger: RunLogger) -
     logger.text("config", "```\n" + json.dumps(config, indent=2) + "\n```")
 
 
+def _number(x: float) -> str:
+    """A return as people write it: no trailing zeros, at most 2 decimals.
+
+    >>> _number(475.0), _number(-20.35), _number(0.125)
+    ('475', '-20.35', '0.12')
+    """
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def ending_line(summary: dict[str, Any]) -> str:
+    """What happened, in one line, from a run's summary.json fields.
+
+    >>> base = {"episodes": 57, "solved_threshold": 475.0, "mean_return_last_20": 480.1}
+    >>> print(ending_line({**base, "solved_at_env_step": 12880, "solved_at_seconds": 9.37,
+    ...                    "solved_mean_return_last_20": 478.5, "best_mean_return_last_20": 500.0}))
+    solved at env step 12880 after 9.4 s (mean of the last 20 returns 478.5 >= threshold 475)
+    >>> print(ending_line({**base, "solved_at_env_step": None, "best_mean_return_last_20": 212.25}))
+    not solved: best mean of 20 was 212.25 (threshold 475)
+    >>> print(ending_line({**base, "episodes": 7, "solved_at_env_step": None, "best_mean_return_last_20": None,
+    ...                    "mean_return_last_20": 22.0}))
+    not solved: only 7 episodes, fewer than the 20 the solved test averages (their mean was 22; threshold 475)
+    >>> print(ending_line({"episodes": 30, "solved_threshold": None, "solved_at_env_step": None,
+    ...                    "best_mean_return_last_20": -20.35, "mean_return_last_20": -20.5}))
+    no solved threshold (set --target-return): best mean of 20 was -20.35
+    >>> print(ending_line({"episodes": 0, "solved_threshold": None, "mean_return_last_20": None}))
+    no episode finished
+    """
+    episodes, threshold = summary.get("episodes", 0), summary.get("solved_threshold")
+    best = summary.get("best_mean_return_last_20")
+    if summary.get("solved_at_env_step") is not None:
+        mean = summary.get("solved_mean_return_last_20")
+        mean_text = f"mean of the last {SUMMARY_WINDOW} returns {_number(mean)} >= " if mean is not None else ""
+        return (
+            f"solved at env step {summary['solved_at_env_step']} after {summary['solved_at_seconds']:.1f} s "
+            f"({mean_text}threshold {_number(threshold)})"
+        )
+    if not episodes:
+        return "no episode finished"
+    if best is not None:
+        found = f"best mean of {SUMMARY_WINDOW} was {_number(best)}"
+    else:
+        found = f"their mean was {_number(summary['mean_return_last_20'])}"
+    if threshold is None:
+        if best is None:
+            return f"no solved threshold (set --target-return): only {episodes} episode{'s' * (episodes != 1)}, {found}"
+        return f"no solved threshold (set --target-return): {found}"
+    if best is None:
+        return (
+            f"not solved: only {episodes} episode{'s' * (episodes != 1)}, fewer than the {SUMMARY_WINDOW} "
+            f"the solved test averages ({found}; threshold {_number(threshold)})"
+        )
+    return f"not solved: {found} (threshold {_number(threshold)})"
+
+
 def announce(run_dir: Path | None, interrupted: bool = False) -> None:
-    """Tell the user where the results are (or how to resume); silent on non-main ranks."""
+    """Tell the user what happened and where the results are (or how to resume); silent on non-main ranks.
+
+    The ending line is read back from summary.json, which every algorithm writes just before.
+    """
     if run_dir is None:
         return
     latest = run_dir / "checkpoints" / "latest.pt"
     if interrupted:
         print(f"interrupted: checkpoint at {latest} (resume with --resume {latest})")
         return
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        print(ending_line(json.loads(summary_path.read_text())))
     print(
         f"run dir:        {run_dir}\n"
         f"tensorboard:    tensorboard --logdir {run_dir / 'tb'}\n"
@@ -127,6 +187,8 @@ class EpisodeStats:
         self.ema: float | None = None
         self.solved_at_env_step: int | None = None
         self.solved_at_seconds: float | None = None
+        self.solved_mean: float | None = None  # the mean of 20 that first reached the threshold
+        self.best_mean: float | None = None  # the best mean of 20 consecutive returns so far
 
     @property
     def episodes(self) -> int:
@@ -143,27 +205,43 @@ class EpisodeStats:
         self.returns.append(float(episode_return))
         self.lengths.append(int(length))
         self.ema = ema_update(self.ema, float(episode_return), self.ema_factor)
-        if (
-            self.threshold is not None
-            and not self.solved
-            and len(self.returns) >= SUMMARY_WINDOW
-            and self.mean_last() >= self.threshold
-        ):
-            self.solved_at_env_step = env_step
-            self.solved_at_seconds = seconds
+        if len(self.returns) >= SUMMARY_WINDOW:
+            mean = self.mean_last()
+            self.best_mean = mean if self.best_mean is None else max(self.best_mean, mean)
+            if self.threshold is not None and not self.solved and mean >= self.threshold:
+                self.solved_at_env_step = env_step
+                self.solved_at_seconds = seconds
+                self.solved_mean = mean
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("returns", "lengths", "ema", "solved_at_env_step", "solved_at_seconds")}
+        keys = ("returns", "lengths", "ema", "solved_at_env_step", "solved_at_seconds", "solved_mean", "best_mean")
+        return {k: getattr(self, k) for k in keys}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+        # Checkpoints written before best_mean and solved_mean existed: both follow from the
+        # returns, which every checkpoint holds in full, so the resumed run is still exact.
+        if "best_mean" not in state or "solved_mean" not in state:
+            means = window_means(self.returns)
+            self.best_mean = max(means) if means else None
+            if self.solved and self.threshold is not None:
+                self.solved_mean = next((m for m in means if m >= self.threshold), None)
+
+
+def window_means(returns: list[float], n: int = SUMMARY_WINDOW) -> list[float]:
+    """The mean of every ``n`` consecutive returns, in order (empty with fewer than ``n``).
+
+    >>> window_means([1.0, 2.0, 3.0, 4.0], n=2)
+    [1.5, 2.5, 3.5]
+    """
+    return [float(np.mean(returns[i - n : i])) for i in range(n, len(returns) + 1)]
 
 
 def summary_dict(
     algo: str, env: str, seed: int, env_steps: int, wall_seconds: float, stats: EpisodeStats, workers: int = 1
 ) -> dict[str, Any]:
-    """The fields of summary.json, exactly as DESIGN.md lists them (other tools read these)."""
+    """The fields of summary.json: DESIGN.md's list (other tools read these), then two added ones."""
     return {
         "algo": algo,
         "env": env,
@@ -178,6 +256,9 @@ def summary_dict(
         "solved_at_env_step": stats.solved_at_env_step,
         "solved_at_seconds": stats.solved_at_seconds,
         "workers": workers,
+        # Added later; existing tools read only the fields above.
+        "best_mean_return_last_20": stats.best_mean,
+        "solved_mean_return_last_20": stats.solved_mean,
     }
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from dirtyrl.checkpoint import load_checkpoint, save_checkpoint
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig, check_run_config
 from dirtyrl.envs import episode_seed, is_pong, make_env, solved_threshold
+from dirtyrl.runcontrol import EpisodeGuard, steps_left
 from dirtyrl.telemetry import (
     announce,
     start_run,
@@ -52,6 +53,7 @@ def train(cfg: Config) -> Path:
         ckpt = load_checkpoint(cfg.run.resume, ALGO, cfg.env.env)
         env_steps, wall_before = ckpt["env_steps"], ckpt["wall_seconds"]
         stats.load_state_dict(ckpt["stats"])
+    env = EpisodeGuard(env, cfg.run.long_episode_warning, steps_left(cfg.run.total_steps, env_steps))
     run_dir = make_run_dir(ALGO, cfg.env.env, cfg.run.run_dir, resuming=bool(cfg.run.resume))
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=str(run_dir)))
     logger = RunLogger(run_dir)

@@ -37,7 +37,9 @@ from dirtyrl.debug import Instruments, attach
 from dirtyrl.envs import episode_seed, is_ale, is_pong, make_env, solved_threshold
 from dirtyrl.errors import UserError
 from dirtyrl.nets import KarpathyPolicy
+from dirtyrl.resources import check_cores, check_vpg_batch, vpg_step_bytes
 from dirtyrl.returns import categorical_entropy, discounted_sum, rewards_to_go
+from dirtyrl.runcontrol import EpisodeGuard, batch_share, steps_left
 from dirtyrl.telemetry import (
     announce,
     start_run,
@@ -108,6 +110,8 @@ def resolve(cfg: Config) -> Config:
             f"--workers {cfg.workers} is more than --batch-episodes {cfg.batch_episodes}: "
             "every worker must play at least one episode per update"
         )
+    if not distributed.launched():  # under a launcher, --workers was checked before it started
+        check_cores(cfg.workers)
     return cfg
 
 
@@ -349,6 +353,15 @@ def learn(
     return loss, entropies
 
 
+def check_memory(cfg: Config, env, obs_dim: int, sparse: bool, dist: distributed.Dist) -> None:
+    """Refuse a batch (times the workers on this machine) that cannot fit in memory, in one line."""
+    if not dist.is_main:  # rank 0 speaks for all; the launcher then stops the other workers
+        return
+    step_bytes = vpg_step_bytes(obs_dim, sparse, cfg.grad_path == "per-step", cfg.hidden)
+    max_steps = env.spec.max_episode_steps if env.spec is not None else None
+    check_vpg_batch(-(-cfg.batch_episodes // dist.world_size), max_steps, step_bytes, dist.local_world_size)
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
@@ -380,6 +393,8 @@ def train(cfg: Config) -> Path:
         if dist.is_main:
             print(f"resuming from {cfg.run.resume}: update {update}, {episodes_started} episodes", flush=True)
     distributed.broadcast_params(dist, policy)
+    check_memory(cfg, env, policy.fc1.in_features, sparse, dist)
+    env = EpisodeGuard(env, cfg.run.long_episode_warning, steps_left(cfg.run.total_steps, env_steps, dist.world_size))
 
     run_dir = make_run_dir(ALGO, cfg.env.env, cfg.run.run_dir, resuming=ckpt is not None) if dist.is_main else None
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=str(run_dir) if run_dir else None))
@@ -433,7 +448,11 @@ def train(cfg: Config) -> Path:
             episodes: list[Episode] = []
             pending_steps = 0
             first = episodes_started + distributed.episode_offset(cfg.batch_episodes, dist.world_size, dist.rank)
-            for index in range(first, first + my_episodes):
+            # A limit reached inside the batch ends the batch early: the update learns from the
+            # episodes played (docs/algorithms.md, "Run control").
+            for index in batch_share(
+                first, my_episodes, episodes, cfg.run, env_steps, stats.episodes, episodes_started, dist.world_size
+            ):
                 # Seeds come from counters alone, so a checkpoint at a batch boundary needs no
                 # env or sampler state. The env is reseeded once per batch, not per episode:
                 # reseeding ALE reloads the ROM (~70 ms, a quarter of a Pong episode's time).

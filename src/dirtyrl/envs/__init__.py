@@ -166,6 +166,8 @@ def gym_make(env_id: str, kwargs: dict[str, Any], render_mode: str | None = None
         return gym.make(env_id, render_mode=render_mode, **{**fixed, **kwargs})
     except gym.error.DependencyNotInstalled as exc:
         raise UserError(f"env '{env_id}' needs an extra package: {exc}") from exc
+    except ImportError as exc:  # e.g. phys2d/* without jax, MuJoCo v2/v3 ids moved out of Gymnasium
+        raise UserError(f"env '{env_id}' needs a package that is not installed: {str(exc).splitlines()[0]}") from exc
     except Exception as exc:
         if not kwargs:
             raise
