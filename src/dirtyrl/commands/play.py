@@ -63,6 +63,7 @@ def load_dqn(state: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
         batch_norm=cfg.batch_norm,
         bias=cfg.bias,
         hidden=tuple(cfg.hidden),
+        dueling=bool(cfg.dueling),  # None in checkpoints from before --dueling existed
     )
     qnet.load_state_dict(state["learner"]["online"])
     return qnet.eval(), env
