@@ -77,10 +77,12 @@ def run_doctor(
     seed: int = 1,
     trainers: dict[str, Trainer] | None = None,
     probes: list[int] | None = None,
+    selftests: list[str] | None = None,
 ) -> list[Result]:
     """Every check of every algorithm in ``algos``; runs go to ``workdir`` (a temp dir if None).
 
-    ``probes`` runs only those probe numbers (and no self-tests), for quick targeted checks.
+    ``probes`` runs only those probe numbers, plus the self-tests named in ``selftests``
+    (e.g. ``["replay buffer"]``), for quick targeted checks.
     """
     trainers = trainers or {}
     with tempfile.TemporaryDirectory(prefix="dirtyrl-doctor-") as tmp:
@@ -88,7 +90,7 @@ def run_doctor(
         results = []
         for algo in algos:
             train = trainers.get(algo) or default_trainer(algo)
-            results += CHECKS[algo](train, base / algo, seed, probes)
+            results += CHECKS[algo](train, base / algo, seed, probes, selftests)
         return diagnose(results)
 
 

@@ -259,7 +259,10 @@ def run_probe(algo: str, train: Trainer, probe: Probe, workdir: Path, seed: int)
 VPG_PROBES = [4, 6, 7, 5]  # probe 4 first: its run also gives the initial entropy
 
 
-def vpg_checks(train: Trainer, workdir: Path, seed: int, probes: list[int] | None = None) -> list[Result]:
+def vpg_checks(
+    train: Trainer, workdir: Path, seed: int, probes: list[int] | None = None, selftests: list[str] | None = None
+) -> list[Result]:
+    """Every VPG check; ``probes`` limits it to those probes plus the self-tests named in ``selftests``."""
     from dirtyrl.doctor.selftests import vpg_selftests
 
     results = []
@@ -271,7 +274,8 @@ def vpg_checks(train: Trainer, workdir: Path, seed: int, probes: list[int] | Non
             results.append(vpg_initial_entropy(workdir / "vpg-probe4", n_actions=2))
     if probes is None:
         results.append(vpg_reachability(seed))
-        results += vpg_selftests(seed)
+    if probes is None or selftests:
+        results += vpg_selftests(seed, selftests)
     return diagnose(results)
 
 
@@ -350,7 +354,10 @@ DQN_PROBES = list(range(1, 10))
 DQN_TARGETS = {n: {(obs[0], a): t for (obs, a), t in PROBES[n].values(DQN_PROBE["gamma"]).items()} for n in range(1, 6)}
 
 
-def dqn_checks(train: Trainer, workdir: Path, seed: int, probes: list[int] | None = None) -> list[Result]:
+def dqn_checks(
+    train: Trainer, workdir: Path, seed: int, probes: list[int] | None = None, selftests: list[str] | None = None
+) -> list[Result]:
+    """Every DQN check; ``probes`` limits it to those probes plus the self-tests named in ``selftests``."""
     from dirtyrl.doctor.selftests import dqn_selftests
 
     results = []
@@ -360,7 +367,8 @@ def dqn_checks(train: Trainer, workdir: Path, seed: int, probes: list[int] | Non
         results.append(run_probe("dqn", train, PROBES[number], workdir, seed))
     if probes is None:
         results.append(dqn_reachability(seed))
-        results += dqn_selftests(seed)
+    if probes is None or selftests:
+        results += dqn_selftests(seed, selftests)
     return diagnose(results)
 
 

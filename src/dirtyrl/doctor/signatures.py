@@ -27,7 +27,7 @@ from dirtyrl.doctor.checks import PART, Result
 
 SELFTEST_CAUSES = {
     "frames from the previous episode in the stack": "frame history leaking across an episode boundary in the replay buffer",
-    "bootstrapping through terminal states": "done masking: bootstrapping through a terminal state",
+    "bootstrapping through terminal states": "done masking / bootstrapping through terminal states",
     "truncation treated as terminal": "time-limit truncation treated as terminal: truncated transitions must bootstrap",
     "discount ignored": "the discount is ignored (as if gamma = 1)",
     "acted on another observation": "acting on a stale observation (the action does not follow the current obs)",
@@ -37,6 +37,9 @@ SELFTEST_CAUSES = {
     "actions are not samples of the policy": "acting: actions are not samples of the policy (argmax, fixed action)",
     "advantages one step off": "credit assigned to the wrong time step: advantages shifted against the actions",
     "shifted one step in time": "credit assigned to the wrong time step: rewards-to-go shifted by one step",
+    "rewards summed forward in time": "credit assigned to the wrong time step: rewards summed forward (past, not future)",
+    "future rewards only (r_t left out)": "credit assigned to the wrong time step: G_t leaves out r_t (starts at t+1)",
+    "values differ": "values differ from the slow reference",
 }
 
 
