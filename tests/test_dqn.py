@@ -125,9 +125,10 @@ CARTPOLE = {
 }
 
 
-def test_exact_resume_with_checkpoint_replay(tmp_path):
-    straight = dqn.train(config(tmp_path, name="straight", total_steps=1500, checkpoint_replay=True, **CARTPOLE))
-    first = dqn.train(config(tmp_path, name="stopped", total_steps=700, checkpoint_replay=True, **CARTPOLE))
+@pytest.mark.parametrize("extra", [{}, pytest.param({"n_step": 3}, marks=pytest.mark.slow)], ids=["one-step", "3-step"])
+def test_exact_resume_with_checkpoint_replay(tmp_path, extra):
+    straight = dqn.train(config(tmp_path, name="straight", total_steps=1500, checkpoint_replay=True, **CARTPOLE, **extra))
+    first = dqn.train(config(tmp_path, name="stopped", total_steps=700, checkpoint_replay=True, **CARTPOLE, **extra))
     assert final_state(first)["counters"]["env_step"] < final_state(straight)["counters"]["env_step"]
     resumed = dqn.train(
         config(
@@ -137,6 +138,7 @@ def test_exact_resume_with_checkpoint_replay(tmp_path):
             checkpoint_replay=True,
             resume=str(first / "checkpoints" / "latest.pt"),
             **CARTPOLE,
+            **extra,
         )
     )
     a, b = final_state(straight), final_state(resumed)
