@@ -133,6 +133,9 @@ PROBES = {
 # Settings of the probe runs
 # ---------------------------------------------------------------------------------------------
 
+# Only the final checkpoint, which the verdict is read from: a probe run is seconds long, and
+# DQN's default (every 50 updates) would write 20 checkpoints per run.
+NO_CHECKPOINTS = 10**9
 VPG_PROBE = {"episodes": 2400, "batch_episodes": 16, "lr": 0.03, "hidden": 32}  # ~150 updates, < 1 s each
 
 # Small settings so that each probe takes ~2 s: 1200 steps, a 64x64 MLP, the target copied every
@@ -159,7 +162,9 @@ def vpg_config(env_id: str, run_dir: Path, seed: int, **overrides: Any) -> Any:
     knobs = {**VPG_PROBE, **overrides}
     return vpg.Config(
         env=EnvConfig(env=env_id),
-        run=RunConfig(seed=seed, total_episodes=knobs["episodes"], run_dir=str(run_dir), progress="off"),
+        run=RunConfig(
+            seed=seed, total_episodes=knobs["episodes"], run_dir=str(run_dir), progress="off", checkpoint_every=NO_CHECKPOINTS
+        ),
         batch_episodes=knobs["batch_episodes"],
         lr=knobs["lr"],
         hidden=knobs["hidden"],
@@ -174,7 +179,7 @@ def dqn_config(env_id: str, run_dir: Path, seed: int, **overrides: Any) -> Any:
     steps = knobs.pop("steps")
     return dqn.Config(
         env=EnvConfig(env=env_id),
-        run=RunConfig(seed=seed, total_steps=steps, run_dir=str(run_dir), progress="off"),
+        run=RunConfig(seed=seed, total_steps=steps, run_dir=str(run_dir), progress="off", checkpoint_every=NO_CHECKPOINTS),
         **knobs,
     )
 
