@@ -19,8 +19,14 @@ Two ways to run the update, chosen by ``--learner-threads``:
   threads, so sums are rounded differently: fast, not bit-reproducible.
 
 Per-env defaults (fields that default to None): Atari follows CleanRL's ``dqn_atari.py``
-(Huang et al. 2022), itself Mnih et al. 2015 with Adam; vector envs use a setting tuned to
-solve CartPole-v1 in seconds (benchmarks/RESULTS_DQN.md).
+(Huang et al. 2022), itself Mnih et al. 2015 with Adam (``--preset cleanrl``); vector envs use a
+setting tuned to solve CartPole-v1 in seconds (benchmarks/RESULTS.md). ``--preset pong-fast``
+trades that fidelity for wall-clock speed on a CPU: a 40x40 field, the 2013 net with a dueling
+head, Double DQN and 3-step returns (``--n-step``: windows cut at episode ends, bootstrapped
+with gamma^m; dqn_maths.nstep_window, FrameReplayBuffer.gather_nstep).
+
+``--autocast`` and ``--channels-last`` are settled for the machine at the start
+(``choose_hardware``, dirtyrl/hardware.py) and recorded in config.json and TensorBoard.
 """
 
 from __future__ import annotations
