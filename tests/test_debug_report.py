@@ -7,7 +7,7 @@ from PIL import Image
 
 from dirtyrl.algos import dqn, vpg
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig
-from dirtyrl.debug import report
+from dirtyrl.commands import report
 from dirtyrl.errors import UserError
 
 PANEL_PIXELS = 260  # 2.6 inches at 100 dpi per panel, plus 80 for the margins

@@ -22,7 +22,7 @@ TOOLS = {
     "inspect": ("dirtyrl.debug.inspect", "write a contact sheet of raw | processed | difference frames"),
     "graph": ("dirtyrl.commands.graph", "render the backward graph of the loss and list unreachable parameters"),
     "doctor": ("dirtyrl.doctor", "run the probe environments against the real algorithms"),
-    "report": ("dirtyrl.debug.report", "one PNG page of a run's curves, beside the random baseline"),
+    "report": ("dirtyrl.commands.report", "one PNG page of a run's curves, beside the random baseline"),
 }
 
 

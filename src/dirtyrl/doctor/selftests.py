@@ -334,7 +334,7 @@ def check_vpg_acting(seed: int = 0) -> tuple[bool, str, str, dict]:
     actions = []
     for i in range(100):
         actions += vpg.play_episode(
-            make_env("dirtyrl/Probe6-v0"),
+            env,
             vpg.Actor(policy, sparse=False),
             rng,
             seed + 100 + i,
