@@ -54,9 +54,10 @@ def crop_rows(wrapper: Any, raw_height: int) -> tuple[int, int]:
     """Screen rows [top, bottom) that the processed frame was cut from."""
     from dirtyrl.envs.pong import FIELD_BOTTOM, FIELD_TOP, PongDifferenceFrames
 
-    # DQN's 'rgb80' screen on Pong uses the same crop as VPG; its 'gray84' screen resizes the whole frame.
+    # DQN's 'rgb80', 'gray80' and 'gray40' screens on Pong use the same crop as VPG; its 'gray84'
+    # screen resizes the whole frame.
     if isinstance(wrapper, PongDifferenceFrames) or (
-        getattr(wrapper, "pong_field", False) and getattr(wrapper, "screen", "") == "rgb80"
+        getattr(wrapper, "pong_field", False) and getattr(wrapper, "screen", "") in ("rgb80", "gray80", "gray40")
     ):
         return FIELD_TOP, FIELD_BOTTOM
     return 0, raw_height
