@@ -29,7 +29,8 @@ def make_run_dir(algo: str, env: str, run_dir: str | None, resuming: bool = Fals
     run is resuming.
     """
     if run_dir is None:
-        safe_env = env.replace("/", "_")
+        # "ALE/Pong-v5" and "module:EnvId" would make a nested or shell-unfriendly path.
+        safe_env = env.replace("/", "_").replace(":", "_")
         run_dir = os.path.join("runs", f"{algo}-{safe_env}-{time.strftime('%Y%m%d-%H%M%S')}")
     path = Path(run_dir)
     latest = path / "checkpoints" / "latest.pt"
