@@ -20,7 +20,8 @@ flag                         module                      hook points it uses
 --debug.video-every N        debug/render.py             on_env_step, on_episode_end
 --debug.grad-stats-every N   debug/gradients.py          after_backward, after_step
 --debug.hooks NAME ...       debug/hooks.py              forward/backward hooks; logged at after_backward
---debug.trap warn|stop|...   debug/traps.py              after_backward, after_step (+ forward hooks)
+--debug.trap warn|stop|...   debug/traps.py              before_backward, check_actions, after_backward, after_step
+                                                         (+ forward hooks)
 ==========================  ==========================  ============================================
 """
 

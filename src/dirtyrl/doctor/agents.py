@@ -113,7 +113,7 @@ def load_agent_factory(spec: str) -> AgentFactory:
     """``module:function`` -> the function; a one-line UserError if it cannot be found."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise UserError(f"--agent takes module:function (e.g. examples.reinforce:make_agent), got '{spec}'")
+        raise UserError(f"--agent takes module:function (e.g. reinforce:make_agent with PYTHONPATH=examples), got '{spec}'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
