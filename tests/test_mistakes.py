@@ -128,8 +128,10 @@ def test_rewards_to_go_shifted_one_step_is_named_credit_in_time(tmp_path, monkey
 
 def test_rewards_summed_forward_in_time_is_named_credit_in_time(tmp_path, monkeypatch):
     monkeypatch.setattr(vpg, "rewards_to_go", lambda r, g, reset_on_nonzero=False: np.cumsum(r))
-    results = doctor.run_doctor(["vpg"], tmp_path, probes=[7], selftests=["vpg advantages"])
+    results = doctor.run_doctor(["vpg"], tmp_path, probes=[7])  # the probe's own signature: only probe 7 fails
     assert "wrong time step" in first_cause(failed(results, "probe 7"))
+    results = doctor.run_doctor(["vpg"], tmp_path / "again", probes=[], selftests=["vpg advantages"])
+    assert "summed forward" in first_cause(failed(results, "vpg advantages"))
 
 
 def test_reward_stored_one_step_late_in_the_replay_buffer_is_named(tmp_path, monkeypatch):
