@@ -264,7 +264,7 @@ def run_probe(algo: str, train: Trainer, probe: Probe, workdir: Path, seed: int)
 # VPG
 # ---------------------------------------------------------------------------------------------
 
-VPG_PROBES = [4, 6, 7, 5]  # probe 4 first: its run also gives the initial entropy
+VPG_PROBES = [n for n, probe in PROBES.items() if "vpg" in probe.algos]  # probe 4 also gives the initial entropy
 
 
 def vpg_checks(
@@ -357,7 +357,7 @@ def vpg_reachability(seed: int, env_id: str = "CartPole-v1") -> Result:
 # DQN
 # ---------------------------------------------------------------------------------------------
 
-DQN_PROBES = list(range(1, 10))
+DQN_PROBES = [n for n, probe in PROBES.items() if "dqn" in probe.algos]
 # Per probe 1-5: (observation, action) -> the Q-value it must learn (at the doctor's gamma 0.5).
 DQN_TARGETS = {n: {(obs[0], a): t for (obs, a), t in PROBES[n].values(DQN_PROBE["gamma"]).items()} for n in range(1, 6)}
 
