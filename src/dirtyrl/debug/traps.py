@@ -168,8 +168,8 @@ def off_policy_scores(logits: torch.Tensor, actions: torch.Tensor) -> tuple[floa
     fixed action); negative: less likely (actions from some other distribution). 0 when the
     policy gives no spread (uniform or deterministic: nothing to test).
 
-    >>> logits = torch.tensor([[2.0, 0.0]] * 200)
-    >>> z_log, z_p = off_policy_scores(logits, torch.zeros(200, dtype=torch.long))  # always the likelier action
+    >>> logits = torch.tensor([[1.0, 0.0]] * 400)
+    >>> z_log, z_p = off_policy_scores(logits, torch.zeros(400, dtype=torch.long))  # always the likelier action
     >>> z_log > 6 and z_p > 6
     True
     """
