@@ -55,9 +55,10 @@ def test_real_dqn_learns_the_discounted_value(tmp_path, quiet):
 
 
 @pytest.mark.slow  # ~25 s: nine DQN runs
-def test_real_dqn_passes_all_five_probes_and_reachability(tmp_path, quiet):
+def test_real_dqn_passes_all_nine_probes_reachability_and_self_tests(tmp_path, quiet):
     results = doctor.run_doctor(["dqn"], tmp_path)
-    assert [r.check for r in results] == [f"probe {i}" for i in range(1, 10)] + ["reachability", "replay buffer", "dqn td loss"]
+    rest = ["reachability", "replay buffer", "dqn td loss"]
+    assert [r.check for r in results] == [f"probe {i}" for i in range(1, 10)] + rest
     assert all(r.passed for r in results), doctor.format_table(results)
 
 
