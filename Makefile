@@ -20,7 +20,8 @@ demo: $(STAMP)
 	$(VENV)/bin/dirtyrl train vpg --env CartPole-v1 --stop-when-solved --total-steps 1000000
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	# Two workers: the suite is mostly single-threaded training runs and subprocesses (about 4.5 min on 2 cores).
+	$(PY) -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

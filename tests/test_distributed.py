@@ -333,18 +333,20 @@ def test_surviving_rank_exits_with_a_clear_message(tmp_path, fault):
     stops with one line and status 1 instead of waiting forever."""
     run_dir, port = tmp_path / "run", free_port()
     cmd = [sys.executable, *"-m dirtyrl train vpg --env CartPole-v1 --batch-episodes 4 --total-episodes 100000".split()]
-    cmd += f"--checkpoint-every 1 --run-dir {run_dir} --progress off --dist-timeout 5".split()
+    cmd += f"--checkpoint-every 1 --run-dir {run_dir} --progress off --dist-timeout 12".split()
     common = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
     ranks = [popen(cmd, **common, RANK=str(r), LOCAL_RANK=str(r)) for r in (0, 1)]
     try:
         wait_for(run_dir / "checkpoints" / "latest.pt", 60)
         os.kill(ranks[1].pid, signal.SIGKILL if fault == "dies" else signal.SIGSTOP)
         start = time.monotonic()
-        _, err = ranks[0].communicate(timeout=60)
+        _, err = ranks[0].communicate(timeout=90)
         elapsed = time.monotonic() - start
     finally:
         for rank in ranks:
             rank.kill()
     assert ranks[0].returncode == 1
     assert err.strip().startswith("dirtyrl: error: rank 0 of 2:") and "Traceback" not in err, err
-    assert elapsed < (5 if fault == "dies" else 20)
+    # A dead peer is noticed long before --dist-timeout (its sockets close); a hung one at the
+    # timeout. The margins leave room for a loaded machine.
+    assert elapsed < (10 if fault == "dies" else 30)
