@@ -20,26 +20,6 @@ def _flat_size(features: nn.Module, in_shape: tuple[int, ...]) -> int:
         return int(features(torch.zeros(1, *in_shape)).numel())
 
 
-class PixelQNet(nn.Module):
-    """Shared forward of the two conv nets: uint8 -> [0, 1] floats -> features -> head."""
-
-    features: nn.Module
-    head: nn.Module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) uint8 -> (B, A) float32 action values."""
-        if self.channels_last:
-            # Transposed while still uint8: a quarter of the bytes to move; .float() keeps the layout.
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = x.float().div_(255.0)
-        return self.head(self.features(x).flatten(1))
-
-    def use_channels_last(self, enabled: bool = True) -> PixelQNet:
-        """NHWC layout for the convolutions: oneDNN's fast path on CPU (see benchmarks)."""
-        self.channels_last = enabled
-        return self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
-
-
 class DuelingHead(nn.Module):
     """Two streams on the conv features, V(s) and A(s, a), each with its own hidden layer
     (Wang et al. 2016), joined by ``dueling_aggregate``.
@@ -74,55 +54,74 @@ def _conv_stack(spec: list[tuple[int, int, int, int]], batch_norm: bool, bias: b
     return nn.Sequential(*layers)
 
 
+class PixelQNet(nn.Module):
+    """A conv net on uint8 frames: [0, 1] floats -> ``CONVS`` -> a hidden layer -> action values.
+
+    Subclasses name their layers: ``CONVS`` is (out channels, kernel, stride) per convolution,
+    ``HIDDEN`` the default width of the head. ``batch_norm`` puts a BatchNorm2d after each
+    convolution (the conv bias is then redundant and dropped); ``bias=False`` removes the
+    biases everywhere else too; ``dueling`` swaps the head for V and A streams.
+    """
+
+    CONVS: tuple[tuple[int, int, int], ...]
+    HIDDEN: int
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_actions: int,
+        frame_hw: tuple[int, int] = (84, 84),
+        batch_norm: bool = False,
+        bias: bool = True,
+        hidden: int | None = None,
+        dueling: bool = False,
+    ) -> None:
+        super().__init__()
+        self.channels_last = False
+        channels = (in_channels, *(out for out, _, _ in self.CONVS))
+        spec = [(c_in, out, kernel, stride) for c_in, (out, kernel, stride) in zip(channels, self.CONVS, strict=False)]
+        self.features = _conv_stack(spec, batch_norm, bias)
+        flat = _flat_size(self.features, (in_channels, *frame_hw))
+        self.head = _head(flat, n_actions, hidden or self.HIDDEN, bias, dueling)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) uint8 -> (B, A) float32 action values."""
+        if self.channels_last:
+            # Transposed while still uint8: a quarter of the bytes to move; .float() keeps the layout.
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.float().div_(255.0)
+        return self.head(self.features(x).flatten(1))
+
+    def use_channels_last(self, enabled: bool = True) -> PixelQNet:
+        """NHWC layout for the convolutions: oneDNN's fast path on CPU (see benchmarks)."""
+        self.channels_last = enabled
+        return self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+
+
 class SeedQNet(PixelQNet):
     """The seed's small Q-network: two 3x3 stride-2 convs (16, 32 channels), a 256-unit layer.
 
-    ``batch_norm`` puts a BatchNorm2d after each convolution (the conv bias is then redundant
-    and dropped); ``bias=False`` removes the biases everywhere else too.
+    Its features are 32 x 20 x 20 = 12800 at 84x84.
 
     >>> SeedQNet(4, 3)(torch.zeros(2, 4, 84, 84, dtype=torch.uint8)).shape
     torch.Size([2, 3])
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        n_actions: int,
-        frame_hw: tuple[int, int] = (84, 84),
-        batch_norm: bool = False,
-        bias: bool = True,
-        hidden: int = 256,
-        dueling: bool = False,
-    ) -> None:
-        super().__init__()
-        self.channels_last = False
-        self.features = _conv_stack([(in_channels, 16, 3, 2), (16, 32, 3, 2)], batch_norm, bias)
-        flat = _flat_size(self.features, (in_channels, *frame_hw))  # 32 * 20 * 20 = 12800 for 84x84
-        self.head = _head(flat, n_actions, hidden, bias, dueling)
+    CONVS = ((16, 3, 2), (32, 3, 2))
+    HIDDEN = 256
 
 
 class NatureCNN(PixelQNet):
     """Mnih et al. 2015: 8x8/4 (32), 4x4/2 (64), 3x3/1 (64) convolutions, 512 hidden units.
 
+    Its features are 64 x 7 x 7 = 3136 at 84x84.
+
     >>> NatureCNN(4, 6)(torch.zeros(1, 4, 84, 84, dtype=torch.uint8)).shape
     torch.Size([1, 6])
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        n_actions: int,
-        frame_hw: tuple[int, int] = (84, 84),
-        batch_norm: bool = False,
-        bias: bool = True,
-        hidden: int = 512,
-        dueling: bool = False,
-    ) -> None:
-        super().__init__()
-        self.channels_last = False
-        self.features = _conv_stack([(in_channels, 32, 8, 4), (32, 64, 4, 2), (64, 64, 3, 1)], batch_norm, bias)
-        flat = _flat_size(self.features, (in_channels, *frame_hw))  # 64 * 7 * 7 = 3136 for 84x84
-        self.head = _head(flat, n_actions, hidden, bias, dueling)
+    CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+    HIDDEN = 512
 
 
 class Mnih2013QNet(PixelQNet):
@@ -135,21 +134,8 @@ class Mnih2013QNet(PixelQNet):
     torch.Size([1, 3])
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        n_actions: int,
-        frame_hw: tuple[int, int] = (84, 84),
-        batch_norm: bool = False,
-        bias: bool = True,
-        hidden: int = 256,
-        dueling: bool = False,
-    ) -> None:
-        super().__init__()
-        self.channels_last = False
-        self.features = _conv_stack([(in_channels, 16, 8, 4), (16, 32, 4, 2)], batch_norm, bias)
-        flat = _flat_size(self.features, (in_channels, *frame_hw))  # 32 * 9 * 9 = 2592 for 84x84
-        self.head = _head(flat, n_actions, hidden, bias, dueling)
+    CONVS = ((16, 8, 4), (32, 4, 2))
+    HIDDEN = 256
 
 
 class MLPQNet(nn.Module):
