@@ -245,9 +245,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output directory (default: runs/inspect-<env>-<time>)")
 
 
-def make_inspect_env(
-    env_id: str, preprocessing: str, actions: int, sticky: float, env_kwargs: list[str] | None = None
-) -> Any:
+def make_inspect_env(env_id: str, preprocessing: str, actions: int, sticky: float, env_kwargs: list[str] | None = None) -> Any:
     """The same env factory training uses, so the sheet shows what the agent will see."""
     if preprocessing == "dqn":
         from dirtyrl.envs.atari_dqn import is_atari, make_atari_dqn

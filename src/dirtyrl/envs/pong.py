@@ -93,7 +93,5 @@ def make_pong(
 
     gym.register_envs(ale_py)
     make_kwargs = {"frameskip": 4, **(env_kwargs or {})}
-    env = gym.make(
-        PONG_ID, repeat_action_probability=sticky, full_action_space=False, render_mode=render_mode, **make_kwargs
-    )
+    env = gym.make(PONG_ID, repeat_action_probability=sticky, full_action_space=False, render_mode=render_mode, **make_kwargs)
     return PongDifferenceFrames(env, actions)
