@@ -142,7 +142,7 @@ def fixed_episode_gradients(dist):
             print(f"OK {sync} rank {dist.rank} max|diff| {err:.1e}", flush=True)
 
 
-def train_recording_weights(sync):
+def train_recording_weights(sync, num_envs=1):
     digests, real = [], distributed.sync_grads_and_step
 
     def recording(dist, model, optimizer, sync, reduce):
@@ -152,12 +152,13 @@ def train_recording_weights(sync):
 
     distributed.sync_grads_and_step = recording  # vpg.train looks it up at every update
     try:
-        vpg.train(vpg.Config(env=EnvConfig(env="CartPole-v1"), batch_episodes=3, hidden=16, sync=sync,
-                             optimizer="rmsprop", run=RunConfig(total_episodes=15, run_dir=f"{out}/{sync}",
-                                                                progress="off")))
+        name = sync if num_envs == 1 else f"{sync}-envs{num_envs}"
+        vpg.train(vpg.Config(env=EnvConfig(env="CartPole-v1"), batch_episodes=3 * num_envs, hidden=16, sync=sync,
+                             optimizer="rmsprop", num_envs=num_envs,
+                             run=RunConfig(total_episodes=15 * num_envs, run_dir=f"{out}/{name}", progress="off")))
     finally:
         distributed.sync_grads_and_step = real
-    with open(f"{out}/{sync}-rank{rank}.json", "w") as f:
+    with open(f"{out}/{name}-rank{rank}.json", "w") as f:
         json.dump(digests, f)
 
 
@@ -165,6 +166,7 @@ torch.distributed.init_process_group("gloo")  # our own group: vpg.train uses it
 fixed_episode_gradients(distributed.init())
 for sync in ("allreduce", "reduce-broadcast"):
     train_recording_weights(sync)
+    train_recording_weights(sync, num_envs=2)  # each rank plays its share side by side
 torch.distributed.destroy_process_group()
 gc.collect()  # join gloo's threads before the interpreter shuts down (see distributed._destroy)
 """
@@ -189,6 +191,16 @@ def test_parameters_stay_bit_identical_across_ranks(ranks_run, sync):
     assert len(rank0) == 5 and rank0 == rank1  # the same bytes on both ranks after every update
     assert len(set(rank0)) == 5  # and every update changed them
     assert summary(out / sync)["workers"] == 2 and summary(out / sync)["episodes"] == 15
+
+
+@pytest.mark.parametrize("sync", ["allreduce", "reduce-broadcast"])
+def test_ranks_playing_side_by_side_stay_bit_identical(ranks_run, sync):
+    """--num-envs 2 on each of 2 ranks: 5 updates of 6 episodes (3 per rank, in 2 envs each)."""
+    out, _ = ranks_run
+    rank0 = json.loads((out / f"{sync}-envs2-rank0.json").read_text())
+    rank1 = json.loads((out / f"{sync}-envs2-rank1.json").read_text())
+    assert len(rank0) == 5 and rank0 == rank1 and len(set(rank0)) == 5
+    assert summary(out / f"{sync}-envs2")["episodes"] == 30
 
 
 def test_sum_of_rank_gradients_is_the_one_process_gradient(ranks_run):

@@ -138,22 +138,49 @@ def needs_fire(env: gym.Env) -> bool:
         return False
 
 
-class EpisodeGuard(gym.Wrapper):
-    """Counts the steps of each episode; warns once about a long one and cuts it past the run's limit.
+class LongEpisodes:
+    """The rules for episodes that do not end: one warning for the first that lasts ``bound``
+    steps, and a cut (a truncation) for any such episode once the step budget is spent.
 
     ``bound`` 0 turns both off. ``steps_left`` is this process's share of the run's step budget
-    (None: no step limit); once it is spent, an episode longer than ``bound`` ends with
-    ``truncated=True`` at its next step. A cut episode is a truncation, exactly like a time
-    limit: VPG's rewards-to-go stop there, DQN still bootstraps from it.
+    (None: no step limit); ``step`` spends one step of it. One object serves one env
+    (``EpisodeGuard``) or all the episodes VPG plays side by side (``--num-envs``).
+    """
+
+    def __init__(self, bound: int, steps_left: int | None, fire: bool, stream: TextIO | None = None) -> None:
+        self.bound = bound
+        self.steps_left = steps_left
+        self.fire = fire
+        self.stream = stream
+        self.warned = False
+
+    def step(self, episode_steps: int, done: bool) -> bool:
+        """After one step of an episode now ``episode_steps`` long; True: cut it here."""
+        if self.steps_left is not None:
+            self.steps_left -= 1
+        if not self.bound or episode_steps < self.bound or done:
+            return False
+        stream = self.stream or sys.stderr
+        if not self.warned:
+            self.warned = True
+            print(long_episode_message(self.bound, self.fire), file=stream, flush=True)
+        if self.steps_left is not None and self.steps_left <= 0:
+            print(cut_message(episode_steps), file=stream, flush=True)
+            return True
+        return False
+
+
+class EpisodeGuard(gym.Wrapper):
+    """Counts the steps of each episode and applies ``LongEpisodes`` to them.
+
+    A cut episode is a truncation, exactly like a time limit: VPG's rewards-to-go stop there,
+    DQN still bootstraps from it.
     """
 
     def __init__(self, env: gym.Env, bound: int, steps_left: int | None, stream: TextIO | None = None) -> None:
         super().__init__(env)
-        self.bound = bound
-        self.steps_left = steps_left
-        self.stream = stream
+        self.rules = LongEpisodes(bound, steps_left, needs_fire(env), stream)
         self.episode_steps = 0
-        self.warned = False
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         self.episode_steps = 0
@@ -162,14 +189,5 @@ class EpisodeGuard(gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.episode_steps += 1
-        if self.steps_left is not None:
-            self.steps_left -= 1
-        if self.bound and self.episode_steps >= self.bound and not (terminated or truncated):
-            stream = self.stream or sys.stderr
-            if not self.warned:
-                self.warned = True
-                print(long_episode_message(self.bound, needs_fire(self.env)), file=stream, flush=True)
-            if self.steps_left is not None and self.steps_left <= 0:
-                print(cut_message(self.episode_steps), file=stream, flush=True)
-                truncated = True
+        truncated = truncated or self.rules.step(self.episode_steps, terminated or truncated)
         return obs, reward, terminated, truncated, info

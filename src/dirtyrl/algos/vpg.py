@@ -35,11 +35,12 @@ from dirtyrl.checkpoint import load_checkpoint, load_model_state, pick_device, s
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig, arg, check_positive, check_run_config
 from dirtyrl.debug import Instruments, attach
 from dirtyrl.envs import episode_seed, is_ale, is_pong, make_env, solved_threshold
+from dirtyrl.envs.vector import env_threads, make_batch
 from dirtyrl.errors import UserError
 from dirtyrl.nets import KarpathyPolicy
 from dirtyrl.resources import check_cores, check_vpg_batch, vpg_step_bytes
 from dirtyrl.returns import categorical_entropy, discounted_sum, rewards_to_go
-from dirtyrl.runcontrol import EpisodeGuard, batch_share, steps_left
+from dirtyrl.runcontrol import EpisodeGuard, LongEpisodes, batch_share, needs_fire, steps_left, vpg_share_done
 from dirtyrl.telemetry import (
     announce,
     start_run,
@@ -76,6 +77,14 @@ class Config:
     grad_path: str = arg(
         "batched", "batched: one forward at update time; per-step: the seed's graph per step", choices=["batched", "per-step"]
     )
+    num_envs: int = arg(
+        1,
+        "episodes of a batch played side by side, one batched forward per step (Atari: ale-py's C++ "
+        "vector env, whose threads use several cores in one process); 1: one env, the seed's loop",
+    )
+    env_threads: int | None = arg(
+        None, "C++ threads stepping the Atari vector env (--num-envs > 1); default: this process's share of the cores"
+    )
     workers: int = arg(1, "processes playing episodes in parallel on torch.distributed (gloo on CPU)")
     sync: str = arg(
         "allreduce",
@@ -101,7 +110,13 @@ def resolve(cfg: Config) -> Config:
     cfg = dataclasses.replace(cfg, **{k: v for k, v in preset.items() if getattr(cfg, k) is None})
     check_run_config(cfg.run)
     check_positive(
-        lr=cfg.lr, batch_episodes=cfg.batch_episodes, hidden=cfg.hidden, workers=cfg.workers, dist_timeout=cfg.dist_timeout
+        lr=cfg.lr,
+        batch_episodes=cfg.batch_episodes,
+        hidden=cfg.hidden,
+        workers=cfg.workers,
+        num_envs=cfg.num_envs,
+        env_threads=cfg.env_threads,
+        dist_timeout=cfg.dist_timeout,
     )
     if not 0.0 <= cfg.gamma <= 1.0:
         raise UserError(f"--gamma must be in [0, 1], got {cfg.gamma}")
@@ -109,6 +124,17 @@ def resolve(cfg: Config) -> Config:
         raise UserError(
             f"--workers {cfg.workers} is more than --batch-episodes {cfg.batch_episodes}: "
             "every worker must play at least one episode per update"
+        )
+    if cfg.num_envs > 1 and cfg.grad_path == "per-step":
+        raise UserError(
+            "--grad-path per-step records one graph per step of one env; use it with --num-envs 1 "
+            "(a batched forward's graph is shared by all the envs, and each episode's backward would free it)"
+        )
+    share = -(-cfg.batch_episodes // cfg.workers)
+    if cfg.num_envs > share:
+        raise UserError(
+            f"--num-envs {cfg.num_envs} is more than the {share} episodes each worker plays per batch "
+            f"(--batch-episodes {cfg.batch_episodes}, --workers {cfg.workers}): the extra envs would only wait"
         )
     if not distributed.launched():  # under a launcher, --workers was checked before it started
         check_cores(cfg.workers)
@@ -154,6 +180,32 @@ class Actor:
         p = np.exp(logits - logits.max())
         return p / p.sum()
 
+    def batch(self, obs: np.ndarray) -> tuple[list, np.ndarray]:
+        """Stored forms and action probabilities (k, A) of k observations, in one matmul.
+
+        Sparse frames: every non-zero pixel of every env gathers its row of W1^T once, and the
+        rows are summed per env (``np.add.reduceat``); an all-zero frame keeps a zero hidden input.
+        """
+        x = obs.reshape(len(obs), -1)
+        if self.sparse:
+            rows, cols = np.nonzero(x)
+            values = x[rows, cols]
+            counts = np.bincount(rows, minlength=len(x))
+            bounds = np.cumsum(counts)[:-1]
+            stored = list(zip(np.split(cols, bounds), np.split(values, bounds), strict=True))
+            hidden = np.zeros((len(x), self.w1t.shape[1]), np.float32)
+            if cols.size:
+                nonempty = counts > 0
+                starts = np.concatenate([[0], bounds])[nonempty]
+                hidden[nonempty] = np.add.reduceat(self.w1t[cols] * values[:, None].astype(np.float32), starts, axis=0)
+        else:
+            dense = x.astype(np.float32)
+            stored, hidden = list(dense), dense @ self.w1t
+        hidden = np.maximum(hidden + self.b1, 0.0)
+        logits = hidden @ self.w2.T + self.b2
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return stored, p / p.sum(axis=1, keepdims=True)
+
 
 def sample(p: np.ndarray, rng: np.random.Generator) -> int:
     """Inverse-CDF sample of a categorical distribution (a few µs cheaper than rng.choice).
@@ -168,6 +220,16 @@ def sample(p: np.ndarray, rng: np.random.Generator) -> int:
         if u < cumulative:
             return action
     return len(p) - 1  # u landed in the float round-off above the last cumulative sum
+
+
+def sample_batch(p: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF samples, one per row of ``p`` (k, A), from uniforms ``u`` (k,): ``sample``'s rule.
+
+    >>> sample_batch(np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]]), np.array([0.3, 0.7, 0.99]))
+    array([1, 1, 2])
+    """
+    below = u[:, None] >= np.cumsum(p, axis=1)
+    return np.minimum(below.sum(axis=1), p.shape[1] - 1)  # u in the round-off above the last sum
 
 
 @dataclass
@@ -208,6 +270,142 @@ def play_episode(
         # have no value function to bootstrap from.
         if terminated or truncated:
             return ep
+
+
+def play_one_by_one(
+    env, actor: Actor, share, cfg: Config, policy: KarpathyPolicy, device, on_step, on_point, on_episode
+) -> list[Episode]:
+    """This rank's share of a batch in one env, one episode after another (``--num-envs 1``).
+
+    ``share(played)`` yields the episode indices while the run's limits allow another; with
+    ``--grad-path per-step`` the policy records every step's graph.
+    """
+    recorder = policy if cfg.grad_path == "per-step" else None
+    run_seed = cfg.run.seed
+    episodes: list[Episode] = []
+    first = None
+    for index in share(episodes):
+        first = index if first is None else first
+        # Seeds come from counters alone, so a checkpoint at a batch boundary needs no env or
+        # sampler state. The env is reseeded once per batch, not per episode: reseeding ALE
+        # reloads the ROM (~70 ms, a quarter of a Pong episode's time).
+        rng = np.random.default_rng([run_seed, index])
+        env_seed = episode_seed(run_seed, 0, index) if index == first else None
+        episodes.append(play_episode(env, actor, rng, env_seed, recorder, device, on_step, on_point))
+        on_episode(index, episodes[-1])
+    return episodes
+
+
+def side_by_side_fields(envs, idle_steps: int) -> dict:
+    """summary.json's field for ``--num-envs`` > 1: env steps that waited for a batch's last episodes."""
+    return {} if envs is None else {"idle_env_steps": idle_steps}
+
+
+def close_all(*envs) -> None:
+    """Close the one env and, with ``--num-envs`` > 1, the envs side by side (else None)."""
+    for env in envs:
+        if env is not None:
+            env.close()
+
+
+def slot_seeds(seed: int, first: int, num_envs: int, reseed: bool) -> list[int] | None:
+    """Env seeds of the slots side by side: each that of the episode it starts with, from counters.
+
+    None (no reseeding, the envs play on) unless ``reseed``.
+    """
+    return [episode_seed(seed, 0, first + slot) for slot in range(num_envs)] if reseed else None
+
+
+def may_start_episode(
+    run, env_steps: int, episodes: int, batch_start: int, world_size: int, index: int, started: int, steps: int
+) -> bool:
+    """Side by side: may episode ``index`` start, after ``started`` episodes and ``steps`` steps of this batch?"""
+    return not vpg_share_done(
+        run.total_steps, run.total_episodes, env_steps, episodes, started, steps, index - batch_start, world_size
+    )
+
+
+def side_by_side(cfg: Config, env, dist: distributed.Dist, budget: int | None):
+    """For ``--num-envs N > 1``: the N envs (envs/vector.py) and the long-episode rules they share."""
+    if cfg.num_envs == 1:
+        return None, None
+    e = cfg.env
+    threads = env_threads(cfg.env_threads, cfg.num_envs, dist.local_world_size)
+    envs = make_batch(e.env, cfg.num_envs, threads, actions=e.actions, sticky=e.sticky, env_kwargs=e.env_kwargs, probe=env)
+    return envs, LongEpisodes(cfg.run.long_episode_warning, budget, needs_fire(env))
+
+
+def play_side_by_side(
+    envs,
+    actor: Actor,
+    indices: list[int],
+    seeds: list[int] | None,
+    run_seed: int,
+    may_start,
+    rules: LongEpisodes,
+    on_steps,
+    on_point,
+    on_episode,
+) -> tuple[list[Episode], int]:
+    """Episodes ``indices`` with one fixed snapshot, in the slots of ``envs`` (envs/vector.py).
+
+    Each slot plays one episode at a time; when it ends, the slot starts the next index if
+    ``may_start(index, started, steps)`` allows (the run's limits), else it waits, still
+    stepping with the others: those idle steps are returned (the cost of the batch's last, long
+    episodes). ``seeds`` (one per slot, or None) reseed the envs first. Every episode samples
+    from its own generator, seeded from (run seed, episode index), as in the one-env loop.
+    Returns the episodes in index order and the idle slot-steps.
+    """
+    n = envs.num_envs
+    obs = envs.reset(seeds)
+    queue = list(reversed(indices))
+    playing: list[tuple[int, Episode, np.random.Generator] | None] = [None] * n
+    finished: dict[int, Episode] = {}
+    steps = idle = 0
+
+    def start(slot: int) -> None:
+        if queue and may_start(queue[-1], len(finished) + sum(p is not None for p in playing), steps):
+            index = queue.pop()
+            playing[slot] = (index, Episode([], [], [], []), np.random.default_rng([run_seed, index]))
+        else:
+            playing[slot] = None
+
+    for slot in range(n):
+        start(slot)
+    while any(p is not None for p in playing):
+        acting = np.array([p is not None for p in playing]) & ~envs.fire_next
+        slots = np.flatnonzero(acting)
+        actions = np.zeros(n, np.int64)
+        if slots.size:
+            stored, probs = actor.batch(obs[slots])
+            actions[slots] = sample_batch(probs, np.array([playing[s][2].random() for s in slots]))
+        obs, rewards, terminated, truncated, forced = envs.step(actions)  # obs = next_obs, batched
+        idle += sum(p is None for p in playing)
+        steps += slots.size
+        on_steps(int(slots.size))
+        for k, slot in enumerate(slots):
+            ep = playing[slot][1]
+            ep.obs.append(stored[k])
+            ep.actions.append(int(actions[slot]))
+            ep.rewards.append(float(rewards[slot]))
+        for slot in range(n):
+            if playing[slot] is None:
+                continue
+            index, ep, _ = playing[slot]
+            if forced[slot]:  # FIRE after a lost life: part of the agent's last step, as with one env
+                ep.rewards[-1] += float(rewards[slot])
+            if rewards[slot] != 0:
+                on_point(rewards[slot] > 0)
+            done = bool(terminated[slot] or truncated[slot])
+            # A cut leaves the slot's game running mid-episode: nothing more starts there.
+            cut = not forced[slot] and rules.step(len(ep.actions), done)
+            if done or cut:
+                finished[index] = ep
+                on_episode(index, ep)
+                playing[slot] = None
+                if not cut:
+                    start(slot)
+    return [finished[i] for i in sorted(finished)], idle
 
 
 def batch_input(episodes: list[Episode], sparse: bool, dim: int, device: torch.device) -> torch.Tensor:
@@ -280,9 +478,10 @@ class BatchReport:
     long_term: list[float]  # per episode: sum_t gamma^t H(pi(.|s_t))
     entropy_sum: float  # summed over the rank's steps
     steps: int
+    idle: int  # steps of envs side by side that waited for the batch's last episodes
 
     @classmethod
-    def of(cls, episodes: list[Episode], entropies: torch.Tensor, gamma: float) -> BatchReport:
+    def of(cls, episodes: list[Episode], entropies: torch.Tensor, gamma: float, idle: int = 0) -> BatchReport:
         ent = entropies.cpu().numpy()
         bounds = np.cumsum([0] + [len(ep.actions) for ep in episodes]).tolist()
         return cls(
@@ -291,7 +490,34 @@ class BatchReport:
             long_term=[discounted_sum(ent[a:b], gamma) for a, b in itertools.pairwise(bounds)],
             entropy_sum=float(ent.sum()),
             steps=len(ent),
+            idle=idle,
         )
+
+
+def log_update(
+    logger: RunLogger,
+    reports: list[BatchReport],
+    loss: float,
+    update: int,
+    env_steps: int,
+    elapsed: float,
+    ema: float,
+    side_by_side: bool,
+) -> float:
+    """One update's scalars from every rank's report; returns the mean entropy per step."""
+    entropy = sum(r.entropy_sum for r in reports) / sum(r.steps for r in reports)
+    logger.scalar("losses/policy_loss", loss, env_steps)
+    logger.scalar("policy/entropy", entropy, env_steps)
+    logger.scalar("policy/long_term_entropy", np.mean([x for r in reports for x in r.long_term]), env_steps)
+    logger.scalar("charts/sps", env_steps / elapsed, env_steps)
+    logger.scalar("charts/update", update, env_steps)
+    if side_by_side:
+        idle = sum(r.idle for r in reports)
+        logger.scalar("charts/idle_fraction", idle / (idle + sum(r.steps for r in reports)), env_steps)
+    for ret in (ret for r in reports for ret in r.returns):
+        logger.scalar("charts/episode_return", ret, env_steps)
+    logger.scalar("charts/return_ema", ema, env_steps)
+    return entropy
 
 
 def make_optimizer(cfg: Config, policy: KarpathyPolicy) -> torch.optim.Optimizer:
@@ -385,16 +611,19 @@ def train(cfg: Config) -> Path:
     ).to(device)
     optimizer = make_optimizer(cfg, policy)
     stats = EpisodeStats(cfg.run.ema, threshold)
-    update, env_steps, episodes_started, wall_before = 0, 0, 0, 0.0
+    update, env_steps, episodes_started, wall_before, idle_steps = 0, 0, 0, 0.0, 0
 
     ckpt = load_checkpoint(cfg.run.resume, ALGO, cfg.env.env) if cfg.run.resume else None
     if ckpt is not None:
         update, env_steps, episodes_started, wall_before = restore(ckpt, cfg, policy, optimizer, stats)
+        idle_steps = ckpt.get("idle_steps", 0)
         if dist.is_main:
             print(f"resuming from {cfg.run.resume}: update {update}, {episodes_started} episodes", flush=True)
     distributed.broadcast_params(dist, policy)
     check_memory(cfg, env, policy.fc1.in_features, sparse, dist)
-    env = EpisodeGuard(env, cfg.run.long_episode_warning, steps_left(cfg.run.total_steps, env_steps, dist.world_size))
+    budget = steps_left(cfg.run.total_steps, env_steps, dist.world_size)
+    envs, rules = side_by_side(cfg, env, dist, budget)
+    env = EpisodeGuard(env, cfg.run.long_episode_warning, budget)
 
     run_dir = make_run_dir(ALGO, cfg.env.env, cfg.run.run_dir, resuming=ckpt is not None) if dist.is_main else None
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=str(run_dir) if run_dir else None))
@@ -415,6 +644,7 @@ def train(cfg: Config) -> Path:
             "update": update,
             "env_steps": env_steps,
             "episodes_started": episodes_started,
+            "idle_steps": idle_steps,
             "wall_seconds": wall_before + time.monotonic() - start,
             "stats": stats.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -427,6 +657,7 @@ def train(cfg: Config) -> Path:
         summary = summary_dict(
             ALGO, cfg.env.env, cfg.run.seed, env_steps, wall_before + time.monotonic() - start, stats, dist.world_size
         )
+        summary |= side_by_side_fields(envs, idle_steps)
         write_json_atomic(run_dir / "summary.json", summary)
         if final:
             plot_learning_curve(
@@ -434,40 +665,64 @@ def train(cfg: Config) -> Path:
             )
 
     pending_steps = 0
+    reseed = True  # side by side: the envs are reseeded from counters at the first batch and after each checkpoint
 
-    def on_step() -> None:
+    watched = getattr(envs, "view", env)  # side by side, the instruments watch the first env
+
+    def on_step(count: int = 1) -> None:  # after one env step, or one step of the envs side by side
         nonlocal pending_steps
-        pending_steps += 1
-        instruments.on_env_step(env, env_steps + pending_steps)
+        pending_steps += count
+        instruments.on_env_step(watched, env_steps + pending_steps)
+
+    def on_episode(index: int, ep: Episode) -> None:
+        nonlocal ended
+        ended += 1
+        instruments.on_episode_end(index)
+        progress.episode_end(stats.episodes + ended, sum(ep.rewards))
+        elapsed = wall_before + time.monotonic() - start
+        steps = env_steps + pending_steps
+        progress.update(steps, stats.episodes + ended, steps / max(elapsed, 1e-9), stats.ema)
 
     try:
         while not cfg.run.finished(env_steps, stats.episodes, stats.solved):
             # ---- play: B episodes with one fixed policy ------------------------------------
             actor = Actor(policy, sparse)
-            recorder = policy if cfg.grad_path == "per-step" else None
-            episodes: list[Episode] = []
             pending_steps = 0
             first = episodes_started + distributed.episode_offset(cfg.batch_episodes, dist.world_size, dist.rank)
-            # A limit reached inside the batch ends the batch early: the update learns from the
-            # episodes played (docs/algorithms.md, "Run control").
-            for index in batch_share(
-                first, my_episodes, episodes, cfg.run, env_steps, stats.episodes, episodes_started, dist.world_size
-            ):
-                # Seeds come from counters alone, so a checkpoint at a batch boundary needs no
-                # env or sampler state. The env is reseeded once per batch, not per episode:
-                # reseeding ALE reloads the ROM (~70 ms, a quarter of a Pong episode's time).
-                rng = np.random.default_rng([cfg.run.seed, index])
-                env_seed = episode_seed(cfg.run.seed, 0, index) if index == first else None
-                ep = play_episode(env, actor, rng, env_seed, recorder, device, on_step, progress.point)
-                episodes.append(ep)
-                instruments.on_episode_end(index)
-                progress.episode_end(stats.episodes + len(episodes), sum(ep.rewards))
-                elapsed = wall_before + time.monotonic() - start
-                progress.update(
-                    env_steps + pending_steps,
-                    stats.episodes + len(episodes),
-                    (env_steps + pending_steps) / max(elapsed, 1e-9),
-                    stats.ema,
+            ended = 0
+            if envs is None:
+                # A limit reached inside the batch ends the batch early: the update learns from
+                # the episodes played (docs/algorithms.md, "Run control").
+                share = functools.partial(
+                    batch_share,
+                    first,
+                    my_episodes,
+                    run=cfg.run,
+                    env_steps=env_steps,
+                    episodes=stats.episodes,
+                    batch_start=episodes_started,
+                    world_size=dist.world_size,
+                )
+                episodes, idle = (
+                    play_one_by_one(env, actor, share, cfg, policy, device, on_step, progress.point, on_episode),
+                    0,
+                )
+            else:
+                # Reseeding an ALE reloads its ROM (~0.1-0.2 s per env), too slow for every batch;
+                # at the first batch and after every checkpoint it makes resume exact.
+                episodes, idle = play_side_by_side(
+                    envs,
+                    actor,
+                    list(range(first, first + my_episodes)),
+                    slot_seeds(cfg.run.seed, first, cfg.num_envs, reseed),
+                    cfg.run.seed,
+                    functools.partial(
+                        may_start_episode, cfg.run, env_steps, stats.episodes, episodes_started, dist.world_size
+                    ),
+                    rules,
+                    on_step,
+                    progress.point,
+                    on_episode,
                 )
 
             # ---- learn: rewards-to-go, baseline, one gradient step ----------------------------
@@ -475,27 +730,21 @@ def train(cfg: Config) -> Path:
                 policy, optimizer, episodes, cfg, dist, sparse, device, instruments, update, env_steps + pending_steps
             )
             update += 1
+            reseed = update % cfg.run.checkpoint_every == 0
             instruments.after_step(update, env_steps + pending_steps)
 
             # ---- bookkeeping: global episode stats, logging, checkpoint ------------------------
             # Every rank's report, replayed in rank order: rank 0 sees the episodes exactly as
             # one process playing the whole batch would.
-            reports = distributed.gather_objects(dist, BatchReport.of(episodes, entropies, cfg.gamma))
+            reports = distributed.gather_objects(dist, BatchReport.of(episodes, entropies, cfg.gamma, idle))
             for report in reports:
                 for ret, length in zip(report.returns, report.lengths, strict=True):
                     env_steps += length
                     stats.add(ret, length, env_steps, wall_before + time.monotonic() - start)
             episodes_started += cfg.batch_episodes
-            entropy = sum(r.entropy_sum for r in reports) / sum(r.steps for r in reports)
             elapsed = wall_before + time.monotonic() - start
-            logger.scalar("losses/policy_loss", float(loss), env_steps)
-            logger.scalar("policy/entropy", entropy, env_steps)
-            logger.scalar("policy/long_term_entropy", np.mean([x for r in reports for x in r.long_term]), env_steps)
-            logger.scalar("charts/sps", env_steps / elapsed, env_steps)
-            logger.scalar("charts/update", update, env_steps)
-            for ret in (ret for r in reports for ret in r.returns):
-                logger.scalar("charts/episode_return", ret, env_steps)
-            logger.scalar("charts/return_ema", stats.ema, env_steps)
+            entropy = log_update(logger, reports, float(loss), update, env_steps, elapsed, stats.ema, envs is not None)
+            idle_steps += sum(r.idle for r in reports)
             progress.update(env_steps, stats.episodes, env_steps / elapsed, stats.ema, f"H {entropy:.3f}", force=True)
             if update % cfg.run.checkpoint_every == 0:
                 write_outputs(final=False)
@@ -506,7 +755,7 @@ def train(cfg: Config) -> Path:
         raise
     finally:
         instruments.close()
-        env.close()
+        close_all(env, envs)
     progress.close()
     write_outputs(final=True)
     logger.close()

@@ -1,0 +1,260 @@
+"""VPG with --num-envs N: episodes side by side in one vector env, acting batched.
+
+The batched pieces are checked against the one-env pieces they replace (preprocessing, the
+actor's probabilities, sampling), on real Pong frames from ale-py's C++ vector env; the loop
+against its contract (each episode once, in index order, the waiting counted, the run's
+limits); the run against determinism and exact resume (both sync modes of multi-process VPG side by
+side: tests/test_distributed.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from dirtyrl.algos import vpg
+from dirtyrl.config import EnvConfig, RunConfig
+from dirtyrl.envs import make_env
+from dirtyrl.envs.pong import difference_frame, preprocess_pong
+from dirtyrl.envs.vector import AtariBatch, GymBatch, make_batch, pong_batch
+from dirtyrl.nets import KarpathyPolicy
+from dirtyrl.runcontrol import LongEpisodes
+
+
+def config(tmp_path, env="CartPole-v1", name="run", **kw) -> vpg.Config:
+    run_kw = {k: kw.pop(k) for k in list(kw) if k in RunConfig.__dataclass_fields__}
+    run = RunConfig(run_dir=str(tmp_path / name), progress="off", **run_kw)
+    return vpg.Config(env=EnvConfig(env=env), run=run, **kw)
+
+
+def final(run_dir) -> dict:
+    return torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=False)
+
+
+def pong_batch_env(num_envs: int, sticky: float = 0.0) -> AtariBatch:
+    probe = make_env("pong", sticky=sticky)
+    batch = make_batch("pong", num_envs, 1, sticky=sticky, probe=probe)
+    probe.close()
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched pieces equal the one-env pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def test_batched_pong_frames_equal_the_one_env_wrapper_on_the_same_game():
+    """Sticky actions off: the C++ env plays the same game as gym.make, frame for frame."""
+    batch = pong_batch_env(2)
+    single = make_env("pong", sticky=0.0)
+    obs = batch.reset([5, 6])
+    one, _ = single.reset(seed=5)
+    assert isinstance(batch, AtariBatch) and obs.shape == (2, 80, 80) and obs.dtype == np.int8
+    np.testing.assert_array_equal(obs[0], one)
+    rng = np.random.default_rng(0)
+    moving = 0
+    for _ in range(400):
+        actions = rng.integers(0, 3, 2)
+        obs, rewards, _, _, forced = batch.step(actions)
+        one, reward, *_ = single.step(int(actions[0]))
+        np.testing.assert_array_equal(obs[0], one)
+        assert rewards[0] == reward and not forced.any()
+        moving += int(np.count_nonzero(one) > 0)
+    assert moving > 300  # the frames compared were not empty
+    batch.close()
+    single.close()
+
+
+def test_pong_batch_is_the_seed_preprocessing_frame_by_frame():
+    env = gym.make("ALE/Pong-v5")
+    frames = []
+    env.reset(seed=1)
+    for _ in range(60):
+        frames.append(env.step(env.action_space.sample())[0])
+    fg = pong_batch(np.stack(frames))
+    for k, frame in enumerate(frames):
+        np.testing.assert_array_equal(fg[k], preprocess_pong(frame) > 0)
+    diff = fg[1:].astype(np.int8) - fg[:-1].astype(np.int8)
+    np.testing.assert_array_equal(diff[-1], difference_frame(preprocess_pong(frames[-1]), preprocess_pong(frames[-2])))
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_batched_actor_equals_the_one_observation_actor(sparse):
+    torch.manual_seed(0)
+    policy = KarpathyPolicy(6400 if sparse else 4, 3, 16, zero_init_last=False, bias=True)
+    actor = vpg.Actor(policy, sparse)
+    rng = np.random.default_rng(0)
+    if sparse:
+        obs = rng.choice(np.array([-1, 0, 1], np.int8), size=(5, 80, 80), p=[0.01, 0.98, 0.01])
+        obs[2] = 0  # an empty difference frame (an episode's first) keeps its row
+    else:
+        obs = rng.normal(size=(5, 4)).astype(np.float32)
+    stored, probs = actor.batch(obs)
+    for k in range(len(obs)):
+        one = actor.encode(obs[k])
+        np.testing.assert_allclose(probs[k], actor.probs(one), rtol=1e-5, atol=1e-6)
+        if sparse:
+            np.testing.assert_array_equal(stored[k][0], one[0])
+            np.testing.assert_array_equal(stored[k][1], one[1])
+        else:
+            np.testing.assert_array_equal(stored[k], one)
+
+
+def test_batched_sampling_follows_the_one_sample_rule():
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(4), size=200)
+    u = rng.random(200)
+    for row, draw, got in zip(p, u, vpg.sample_batch(p, u), strict=True):
+        # sample(): the first action whose cumulative probability exceeds u
+        assert got == min(int(np.searchsorted(np.cumsum(row), draw, side="right")), 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop: every episode once, in order; the waiting counted; the run's limits
+# ---------------------------------------------------------------------------------------------
+
+
+def play(envs, indices, may_start=lambda index, started, steps: True, rules=None):
+    policy = KarpathyPolicy(int(np.prod(envs.observation_space.shape)), int(envs.action_space.n), 8, True, True)
+    ended = []
+    episodes, idle = vpg.play_side_by_side(
+        envs,
+        vpg.Actor(policy, envs.observation_space.dtype == np.int8),
+        indices,
+        list(range(1, envs.num_envs + 1)),
+        1,
+        may_start,
+        rules or LongEpisodes(0, None, False),
+        lambda count=1: None,
+        lambda won: None,
+        lambda index, ep: ended.append(index),
+    )
+    return episodes, idle, ended
+
+
+def test_every_episode_is_played_once_in_index_order_and_the_waiting_is_counted():
+    envs = GymBatch(lambda: make_env("CartPole-v1"), 3)
+    episodes, idle, ended = play(envs, list(range(10, 18)))
+    assert sorted(ended) == list(range(10, 18)) and len(episodes) == 8
+    lengths = [len(ep.actions) for ep in episodes]
+    assert all(len(ep.obs) == len(ep.rewards) == n for ep, n in zip(episodes, lengths, strict=True))
+    # Each episode's actions come from its own generator: the same index replays the same way.
+    again, _, _ = play(GymBatch(lambda: make_env("CartPole-v1"), 3), list(range(10, 18)))
+    assert [ep.actions for ep in again] == [ep.actions for ep in episodes]
+    # 3 envs, 8 episodes: the envs that ran out of episodes waited while the last ones ended.
+    assert 0 < idle < 3 * max(lengths)
+
+
+def test_no_episode_starts_once_the_limit_is_reached():
+    envs = GymBatch(lambda: make_env("CartPole-v1"), 2)
+    episodes, _, ended = play(envs, list(range(6)), may_start=lambda index, started, steps: index < 3)
+    assert sorted(ended) == [0, 1, 2] and len(episodes) == 3
+
+
+class Endless(gym.Env):
+    """An episode that never ends and has no time limit."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.full(2, 0.5 * action, np.float32), 0.0, False, False, {}
+
+
+def test_endless_episodes_side_by_side_are_warned_once_and_cut_once_the_budget_is_spent(capsys):
+    envs = GymBatch(Endless, 2)
+    episodes, _, ended = play(envs, [0, 1, 2, 3], rules=LongEpisodes(bound=50, steps_left=120, fire=False))
+    err = capsys.readouterr().err
+    assert err.count("warning: an episode has lasted 50 steps") == 1
+    # 120 steps spent two at a time: the second env's episode is cut at its 60th step, the first's at its 61st.
+    assert [len(ep.actions) for ep in episodes] == [61, 60] and sorted(ended) == [0, 1]
+    assert "cut at step 60" in err and "cut at step 61" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs: learning, determinism, exact resume, FIRE games, bad input
+# ---------------------------------------------------------------------------------------------
+
+
+def test_side_by_side_cartpole_learns_and_reports_the_waiting(tmp_path):
+    run_dir = vpg.train(config(tmp_path, num_envs=4, total_steps=30_000))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best_mean_return_last_20"] > 150  # a random policy averages ~22
+    assert 0 < summary["idle_env_steps"] < summary["env_steps"] * 3
+
+
+def test_same_seed_twice_side_by_side_gives_identical_parameters(tmp_path):
+    a = vpg.train(config(tmp_path, name="a", num_envs=3, total_episodes=24))
+    b = vpg.train(config(tmp_path, name="b", num_envs=3, total_episodes=24))
+    for key, value in final(a)["model"].items():
+        assert torch.equal(value, final(b)["model"][key]), key
+
+
+def test_resumed_from_a_checkpoint_ends_identical_to_uninterrupted(tmp_path):
+    """The envs are reseeded from counters after every checkpoint, so a resume there is exact."""
+    kw = {"num_envs": 3, "checkpoint_every": 3}
+    straight = vpg.train(config(tmp_path, name="straight", total_episodes=48, **kw))
+    first = vpg.train(config(tmp_path, name="resumed", total_episodes=24, **kw))
+    resumed = vpg.train(
+        config(tmp_path, name="resumed", total_episodes=48, resume=str(first / "checkpoints" / "latest.pt"), **kw)
+    )
+    a, b = final(straight), final(resumed)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["stats"]["returns"] == b["stats"]["returns"] and a["update"] == b["update"] == 12
+
+
+def test_pong_side_by_side_trains_a_batch(tmp_path):
+    run_dir = vpg.train(config(tmp_path, env="pong", num_envs=2, batch_episodes=2, total_episodes=2, env_threads=2))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["episodes"] == 2 and summary["env_steps"] > 1000 and summary["mean_return_last_20"] < 0
+
+
+def test_a_game_that_waits_for_fire_is_served_after_every_lost_life(tmp_path):
+    """Breakout: FIRE on reset comes from the C++ env, after a lost life from envs/vector.py."""
+    probe = make_env("ALE/Breakout-v5")
+    envs = make_batch("ALE/Breakout-v5", 2, 1, probe=probe)
+    assert isinstance(envs, AtariBatch) and envs.fire == 1
+    envs.reset(None)
+    lives, forced_seen = envs.lives.copy(), 0
+    for _ in range(3000):
+        *_, terminated, truncated, forced = envs.step(np.zeros(2, np.int64))  # NOOP: the ball is always missed
+        forced_seen += int(forced.sum())
+        if (terminated | truncated).all():
+            break
+    assert lives.tolist() == [5, 5] and forced_seen >= 2 * 4  # four lives lost per game, each served by FIRE
+    run_dir = vpg.train(config(tmp_path, env="ALE/Breakout-v5", num_envs=2, batch_episodes=2, total_episodes=2))
+    assert json.loads((run_dir / "summary.json").read_text())["episodes"] == 2
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "dirtyrl", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--num-envs", "0"], "--num-envs must be > 0"),
+        (["--num-envs", "5", "--batch-episodes", "4"], "the extra envs would only wait"),
+        (["--num-envs", "2", "--grad-path", "per-step"], "--grad-path per-step"),
+        (["--num-envs", "2", "--env-threads", "0"], "--env-threads must be > 0"),
+        (["--num-envs", "2", "--env", "ALE/Breakout-v5", "--env-kwargs", "mode=4"], "C++ vector env"),
+    ],
+)
+def test_bad_side_by_side_settings_are_one_line(tmp_path, args, says):
+    result = cli("train", "vpg", "--total-steps", "100", "--run-dir", str(tmp_path / "r"), *args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith(("A.L.E:", "[Powered by Stella]"))]
+    assert says in result.stderr and "Traceback" not in result.stderr and len(lines) == 1
