@@ -10,6 +10,10 @@ Two ways to run the update, chosen by ``--learner-threads``:
 
 - 1 (default): one thread does everything in order. Deterministic; a run stopped and resumed
   from a checkpoint (with ``--checkpoint-replay``) ends bit-identical to one that never stopped.
+  On Atari the emulator runs in ale-py's C++ vector env (envs/atari_dqn.py): the loop sends
+  the action, finishes the update due at the last step while the emulator plays it, then
+  collects the frame. So the action after an update is chosen by the weights before it, and
+  the emulator's time hides behind the update wherever a core is free for it.
 - 2: the two cores split each minibatch. When an update is due, a helper thread starts on its
   share of the rows while the main thread plays the next ``--train-every`` steps and then
   computes the rest; the gradients are summed and one optimizer step is taken. The actor reads
@@ -337,11 +341,16 @@ def resolve(cfg: Config) -> Config:
 # ---------------------------------------------------------------------------------------------
 
 
-def make_dqn_env(cfg: Config):
-    """Atari ids (``pong``, ``ALE/...``) get DQN's preprocessing; any other id goes through make_env."""
+def make_dqn_env(cfg: Config, raw_frames: bool = False):
+    """Atari ids (``pong``, ``ALE/...``) get DQN's preprocessing; any other id goes through make_env.
+
+    ``raw_frames`` (``play``, and the inspect and render instruments) keeps the Atari screen
+    beside the observations, which stay the same.
+    """
     check_env_id(cfg.env.env)
     if is_atari(cfg.env.env):
         fire = {"auto": None, "on": True, "off": False}[cfg.fire_reset]
+        watched = cfg.debug.inspect_every > 0 or cfg.debug.render or cfg.debug.video_every > 0
         return make_atari_dqn(
             cfg.env.env,
             actions=cfg.env.actions,
@@ -352,6 +361,7 @@ def make_dqn_env(cfg: Config):
             frame_stack=cfg.frame_stack,
             fire_reset=fire,
             env_kwargs=cfg.env.env_kwargs,
+            raw_frames=raw_frames or watched,
         )
     env = make_env(cfg.env.env, env_kwargs=cfg.env.env_kwargs)
     if len(env.observation_space.shape) != 1:
@@ -696,6 +706,9 @@ def play_episode(
 ) -> tuple[float, int, float]:
     """One episode of acting, storing and learning; returns (game return, length, last epsilon)."""
     q, n_actions, atari = learner.q, int(env.action_space.n), is_atari(cfg.env.env)
+    # The Atari vector env steps in its own C++ thread (module docstring). With two learner
+    # threads the update already overlaps acting (Learner), and that loop stays as it is.
+    send = getattr(env.unwrapped, "send", None) if cfg.learner_threads == 1 else None
     # Seeded from counters alone, so a checkpoint at an episode boundary needs no emulator state.
     obs, info = env.reset(seed=episode_seed(cfg.run.seed, 0, c.episodes_started))
     c.episodes_started += 1
@@ -712,7 +725,10 @@ def play_episode(
             action = int(rng.integers(n_actions))
         else:
             action = greedy_action(q, obs, device, cfg)
-        next_obs, reward, terminated, truncated, info = env.step(action)
+        if send is not None:
+            send(action)
+            learner.finish(c.env_step)
+        next_obs, reward, terminated, truncated, info = env.step(action)  # collects what send started
         c.env_step += 1
         learner.instruments.on_env_step(env, c.env_step)
         ep_return += float(reward)
@@ -739,7 +755,7 @@ def play_episode(
             batch = buffer.sample(cfg.batch_size, rng, cfg.n_step, cfg.gamma)
             learner.finish(c.env_step)
             learner.start(batch)
-            if cfg.learner_threads == 1:
+            if cfg.learner_threads == 1 and send is None:
                 learner.finish(c.env_step)
             # With two threads the first call only starts an update: count from the first finished one.
             if learner.updates > 0 and learner.updates % cfg.run.checkpoint_every == 0:
@@ -749,6 +765,8 @@ def play_episode(
         if c.env_step >= c.learn_from and c.env_step % cfg.target_update_every == 0:
             learner.sync_target()
         if terminated or truncated:
+            if send is not None:
+                learner.finish(c.env_step)  # episodes end with their updates done: a resume here is exact
             learner.instruments.on_episode_end(c.episodes_started - 1)
             return ep_return, ep_length, eps
 

@@ -55,7 +55,7 @@ def load_dqn(state: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
     from dirtyrl.qnets import make_qnet
 
     cfg = config_from_dict(dqn.Config, state["config"])  # the resolved config: every field filled
-    env = dqn.make_dqn_env(cfg)
+    env = dqn.make_dqn_env(cfg, raw_frames=True)  # Atari: the screen for the window or the video
     qnet = make_qnet(
         cfg.net,
         env.observation_space.shape,

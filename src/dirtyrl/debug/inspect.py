@@ -252,7 +252,7 @@ def make_inspect_env(env_id: str, preprocessing: str, actions: int, sticky: floa
 
         if not is_atari(env_id):
             raise UserError(f"--preprocessing dqn needs pong or an ALE/<Game>-v5 id, got '{env_id}'")
-        return make_atari_dqn(env_id, actions=actions, sticky=sticky, env_kwargs=env_kwargs)
+        return make_atari_dqn(env_id, actions=actions, sticky=sticky, env_kwargs=env_kwargs, raw_frames=True)
     from dirtyrl.envs import make_env
 
     env = make_env(env_id, actions=actions, sticky=sticky, env_kwargs=env_kwargs)
