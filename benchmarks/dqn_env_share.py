@@ -207,14 +207,17 @@ def main() -> None:
                     )
     print(f"load average after: {os.getloadavg()}")
     median = statistics.median
-    print("| preset | env | env share of the loop | loop steps/s | share vs python | steps/s vs python |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| preset | env | env share of the loop | env ms per step | loop steps/s | share vs python | steps/s vs python |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for preset in presets:
         base_share = median(s for s, _ in results[(preset, "python")])
         base_sps = median(v for _, v in results[(preset, "python")])
         for arm in arms:
             share, sps = median(s for s, _ in results[(preset, arm)]), median(v for _, v in results[(preset, arm)])
-            print(f"| {preset} | {arm} | {share:.1%} | {sps:.1f} | {share / base_share:.2f}x | {sps / base_sps:.2f}x |")
+            print(
+                f"| {preset} | {arm} | {share:.1%} | {share / sps * 1e3:.2f} | {sps:.1f} | {share / base_share:.2f}x | "
+                f"{sps / base_sps:.2f}x |"
+            )
 
 
 if __name__ == "__main__":
