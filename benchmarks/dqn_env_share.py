@@ -21,7 +21,9 @@ of random play) to the last step. Settings: the preset's net, screen and update 
 almost every step, as late in training), channels-last off, one torch thread.
 
 Before the arms, the script prints how far Pillow's BOX resize (before) is from OpenCV's
-INTER_AREA (the vector env's, and the Python pipeline's now) on the same max-pooled Pong screens.
+INTER_AREA (the vector env's, and the Python pipeline's now) on the same max-pooled Pong screens,
+and what an agent step costs each env alone (random actions, no learning) beside the bare
+emulator's cost per frame and per grey grab.
 
 Run:  OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/dqn_env_share.py [STEPS] [ROUNDS] [PRESET ...]
       (presets: default pong-fast; drop taskset to give the emulator thread a core of its own)
@@ -90,6 +92,49 @@ def resize_difference(steps: int = 400) -> str:
         total += diff.size
     env.close()
     return f"{differing / total:.1%} of 84x84 pixels differ, by up to {largest} grey levels ({steps} Pong screens)"
+
+
+def step_costs(before, steps: int = 2000) -> str:
+    """Milliseconds per agent step of each env alone (random actions, no learning), and the bare
+    emulator's cost per frame and per grey grab, on the cores this process may use."""
+    import ale_py
+    import numpy as np
+    from ale_py import roms
+
+    from dirtyrl.envs.atari_dqn import make_atari_dqn
+
+    def per_step(env) -> float:
+        env.reset(seed=1)
+        actions = np.random.default_rng(0).integers(3, size=steps)
+        t0 = time.perf_counter()
+        for action in actions:
+            *_, terminated, truncated, _ = env.step(int(action))
+            if terminated or truncated:
+                env.reset()
+        env.close()
+        return (time.perf_counter() - t0) / steps * 1e3
+
+    parts = []
+    for screen in ("gray84", "gray40"):
+        old, new = per_step(before.make_atari_dqn("pong", screen=screen)), per_step(make_atari_dqn("pong", screen=screen))
+        parts.append(f"{screen}: python {old:.3f} ms, vector {new:.3f} ms per agent step")
+    ale = ale_py.ALEInterface()
+    ale.setFloat("repeat_action_probability", 0.25)
+    ale.loadROM(roms.get_rom_path("pong"))
+    minimal = ale.getMinimalActionSet()
+    t0 = time.perf_counter()
+    for action in np.random.default_rng(0).integers(3, size=4 * steps):
+        ale.act(minimal[int(action)])
+        if ale.game_over():
+            ale.reset_game()
+    frame_ms = (time.perf_counter() - t0) / (4 * steps) * 1e3
+    screen = np.zeros((210, 160), np.uint8)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        ale.getScreenGrayscale(screen)
+    grab_ms = (time.perf_counter() - t0) / steps * 1e3
+    parts.append(f"bare ALE: {frame_ms:.3f} ms per frame, {grab_ms:.3f} ms per grey grab")
+    return "; ".join(parts)
 
 
 class EnvTimer:
@@ -193,6 +238,7 @@ def main() -> None:
     print(f"cores this process may use: {sorted(os.sched_getaffinity(0))}; load average before: {os.getloadavg()}")
     print(f"resize filters: {resize_difference()}", flush=True)
     before = load_before()
+    print(f"env alone: {step_costs(before)}", flush=True)
     arms = ARMS + (TWO_CORE_ARMS if len(os.sched_getaffinity(0)) >= 2 else ())
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
