@@ -106,14 +106,21 @@ def screen_from_frame(frame: np.ndarray, screen: str, pong_field: bool) -> np.nd
     >>> small = screen_from_frame(frame, "gray40", pong_field=True)
     >>> small.shape, int(small.max()), np.argwhere(small[0]).tolist()
     ((1, 40, 40), 236, [[16, 12]])
+    >>> frame = np.random.default_rng(0).integers(0, 256, (210, 160), np.uint8)
+    >>> field = frame[34:194:2, ::2]  # the 80x80 field; gray40 is its 2x2 max-pool
+    >>> bool((screen_from_frame(frame, "gray40", True)[0] == field.reshape(40, 2, 40, 2).max(axis=(1, 3))).all())
+    True
     >>> screen_from_frame(np.zeros((210, 160, 3), np.uint8), "rgb80", pong_field=True).shape
     (3, 80, 80)
     """
     size = SCREEN_SHAPES[screen][1]
-    if pong_field and screen != "gray84":
+    if pong_field and screen == "gray40":
+        # The 2x2 max over the 80x80 field as four strided views of the screen: a reshape and
+        # a max over two axes of the strided field costs ~20x more (0.13 ms a frame).
+        top, bottom = frame[FIELD_TOP:FIELD_BOTTOM:4], frame[FIELD_TOP + 2 : FIELD_BOTTOM : 4]
+        small = np.maximum(np.maximum(top[:, 0::4], top[:, 2::4]), np.maximum(bottom[:, 0::4], bottom[:, 2::4]))
+    elif pong_field and screen != "gray84":
         small = frame[FIELD_TOP:FIELD_BOTTOM:2, ::2]  # (80, 80) or (80, 80, 3)
-        if screen == "gray40":
-            small = small.reshape(40, 2, 40, 2).max(axis=(1, 3))
     else:
         small = area_resize(frame, size)
     if small.ndim == 3:
