@@ -38,9 +38,9 @@ def final(run_dir) -> dict:
     return torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=False)
 
 
-def pong_batch_env(num_envs: int, sticky: float = 0.0) -> AtariBatch:
+def pong_batch_env(num_envs: int, backend: str, sticky: float) -> AtariBatch:
     probe = make_env("pong", sticky=sticky)
-    batch = make_batch("pong", num_envs, 1, sticky=sticky, probe=probe)
+    batch = make_batch("pong", num_envs, 2, sticky=sticky, probe=probe, backend=backend)
     probe.close()
     return batch
 
@@ -50,10 +50,12 @@ def pong_batch_env(num_envs: int, sticky: float = 0.0) -> AtariBatch:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_batched_pong_frames_equal_the_one_env_wrapper_on_the_same_game():
-    """Sticky actions off: the C++ env plays the same game as gym.make, frame for frame."""
-    batch = pong_batch_env(2)
-    single = make_env("pong", sticky=0.0)
+@pytest.mark.parametrize("backend, sticky", [("threads", 0.25), ("ale", 0.0)])
+def test_batched_pong_frames_equal_the_one_env_wrapper_on_the_same_game(backend, sticky):
+    """Threads: the very env of --num-envs 1, sticky actions and all. The C++ env draws its
+    sticky actions from its own generator: with them off it plays the same game, frame for frame."""
+    batch = pong_batch_env(2, backend, sticky)
+    single = make_env("pong", sticky=sticky)
     obs = batch.reset([5, 6])
     one, _ = single.reset(seed=5)
     assert isinstance(batch, AtariBatch) and obs.shape == (2, 80, 80) and obs.dtype == np.int8
@@ -215,18 +217,22 @@ def test_resumed_from_a_checkpoint_ends_identical_to_uninterrupted(tmp_path):
     assert a["stats"]["returns"] == b["stats"]["returns"] and a["update"] == b["update"] == 12
 
 
-def test_pong_side_by_side_trains_a_batch(tmp_path):
-    run_dir = vpg.train(config(tmp_path, env="pong", num_envs=2, batch_episodes=2, total_episodes=2, env_threads=2))
+@pytest.mark.parametrize("backend", ["threads", "ale"])
+def test_pong_side_by_side_trains_a_batch(tmp_path, backend):
+    run_dir = vpg.train(
+        config(tmp_path, env="pong", num_envs=2, batch_episodes=2, total_episodes=2, env_threads=2, vector_env=backend)
+    )
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["episodes"] == 2 and summary["env_steps"] > 1000 and summary["mean_return_last_20"] < 0
 
 
-def test_a_game_that_waits_for_fire_is_served_after_every_lost_life(tmp_path):
-    """Breakout: FIRE on reset comes from the C++ env, after a lost life from envs/vector.py."""
-    probe = make_env("ALE/Breakout-v5")
-    envs = make_batch("ALE/Breakout-v5", 2, 1, probe=probe)
+@pytest.mark.parametrize("backend", ["threads", "ale"])
+def test_a_game_that_waits_for_fire_is_served_after_every_lost_life(tmp_path, backend):
+    """Breakout: FIRE on reset comes from the frame source, after a lost life from AtariBatch."""
+    probe = make_env("ALE/Breakout-v5", sticky=0.0)  # sticky actions could swallow a FIRE now and then
+    envs = make_batch("ALE/Breakout-v5", 2, 1, sticky=0.0, probe=probe, backend=backend)
     assert isinstance(envs, AtariBatch) and envs.fire == 1
-    envs.reset(None)
+    envs.reset([1, 2])
     lives, forced_seen = envs.lives.copy(), 0
     for _ in range(3000):
         *_, terminated, truncated, forced = envs.step(np.zeros(2, np.int64))  # NOOP: the ball is always missed
@@ -234,7 +240,10 @@ def test_a_game_that_waits_for_fire_is_served_after_every_lost_life(tmp_path):
         if (terminated | truncated).all():
             break
     assert lives.tolist() == [5, 5] and forced_seen >= 2 * 4  # four lives lost per game, each served by FIRE
-    run_dir = vpg.train(config(tmp_path, env="ALE/Breakout-v5", num_envs=2, batch_episodes=2, total_episodes=2))
+    envs.close()
+    run_dir = vpg.train(
+        config(tmp_path, env="ALE/Breakout-v5", num_envs=2, batch_episodes=2, total_episodes=2, vector_env=backend)
+    )
     assert json.loads((run_dir / "summary.json").read_text())["episodes"] == 2
 
 
@@ -250,7 +259,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
         (["--num-envs", "5", "--batch-episodes", "4"], "the extra envs would only wait"),
         (["--num-envs", "2", "--grad-path", "per-step"], "--grad-path per-step"),
         (["--num-envs", "2", "--env-threads", "0"], "--env-threads must be > 0"),
-        (["--num-envs", "2", "--env", "ALE/Breakout-v5", "--env-kwargs", "mode=4"], "C++ vector env"),
+        (["--num-envs", "2", "--vector-env", "ale", "--env", "ALE/Breakout-v5", "--env-kwargs", "mode=4"], "C++ vector env"),
     ],
 )
 def test_bad_side_by_side_settings_are_one_line(tmp_path, args, says):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -82,8 +83,14 @@ class Config:
         "episodes of a batch played side by side, one batched forward per step (Atari: ale-py's C++ "
         "vector env, whose threads use several cores in one process); 1: one env, the seed's loop",
     )
+    vector_env: str = arg(
+        "threads",
+        "how --num-envs steps Atari games: threads (gym's ALE envs on a pool of threads; the ALE releases the GIL) "
+        "or ale (ale-py's C++ AtariVectorEnv); which is faster depends on the CPU (benchmarks/RESULTS.md)",
+        choices=["threads", "ale"],
+    )
     env_threads: int | None = arg(
-        None, "C++ threads stepping the Atari vector env (--num-envs > 1); default: this process's share of the cores"
+        None, "threads stepping the Atari games of --num-envs; default: this process's share of the cores"
     )
     workers: int = arg(1, "processes playing episodes in parallel on torch.distributed (gloo on CPU)")
     sync: str = arg(
@@ -169,16 +176,20 @@ class Actor:
             return nz, x[nz]
         return x.astype(np.float32)
 
-    def probs(self, stored: np.ndarray | tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    def probs(self, stored: np.ndarray | tuple[np.ndarray, np.ndarray]) -> list[float]:
+        """pi(.|s) of one stored observation. The softmax of a few logits runs on Python floats:
+        every numpy call costs about a microsecond, more than the arithmetic it would do."""
         if self.sparse:
             nz, values = stored
             hidden = values.astype(np.float32) @ self.w1t[nz]
         else:
             hidden = stored @ self.w1t
         hidden = np.maximum(hidden + self.b1, 0.0)
-        logits = self.w2 @ hidden + self.b2
-        p = np.exp(logits - logits.max())
-        return p / p.sum()
+        logits = (self.w2 @ hidden + self.b2).tolist()
+        top = max(logits)
+        weights = [math.exp(z - top) for z in logits]
+        total = sum(weights)
+        return [w / total for w in weights]
 
     def batch(self, obs: np.ndarray) -> tuple[list, np.ndarray]:
         """Stored forms and action probabilities (k, A) of k observations, in one matmul.
@@ -207,15 +218,15 @@ class Actor:
         return stored, p / p.sum(axis=1, keepdims=True)
 
 
-def sample(p: np.ndarray, rng: np.random.Generator) -> int:
+def sample(p: list[float], rng: np.random.Generator) -> int:
     """Inverse-CDF sample of a categorical distribution (a few µs cheaper than rng.choice).
 
-    >>> sample(np.array([0.0, 1.0, 0.0]), np.random.default_rng(0))
+    >>> sample([0.0, 1.0, 0.0], np.random.default_rng(0))
     1
     """
     u = rng.random()
     cumulative = 0.0
-    for action, prob in enumerate(p.tolist()):
+    for action, prob in enumerate(p):
         cumulative += prob
         if u < cumulative:
             return action
@@ -331,7 +342,16 @@ def side_by_side(cfg: Config, env, dist: distributed.Dist, budget: int | None):
         return None, None
     e = cfg.env
     threads = env_threads(cfg.env_threads, cfg.num_envs, dist.local_world_size)
-    envs = make_batch(e.env, cfg.num_envs, threads, actions=e.actions, sticky=e.sticky, env_kwargs=e.env_kwargs, probe=env)
+    envs = make_batch(
+        e.env,
+        cfg.num_envs,
+        threads,
+        actions=e.actions,
+        sticky=e.sticky,
+        env_kwargs=e.env_kwargs,
+        probe=env,
+        backend=cfg.vector_env,
+    )
     return envs, LongEpisodes(cfg.run.long_episode_warning, budget, needs_fire(env))
 
 
