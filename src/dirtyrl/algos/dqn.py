@@ -13,7 +13,8 @@ Two ways to run the update, chosen by ``--learner-threads``:
   On Atari the emulator runs in ale-py's C++ vector env (envs/atari_dqn.py): the loop sends
   the action, finishes the update due at the last step while the emulator plays it, then
   collects the frame. So the action after an update is chosen by the weights before it, and
-  the emulator's time hides behind the update wherever a core is free for it.
+  on a free core the emulator's time hides behind the update (on a 2-vCPU Zen 3 VM this wins
+  back about what handing steps to the C++ thread costs: benchmarks/RESULTS.md).
 - 2: the two cores split each minibatch. When an update is due, a helper thread starts on its
   share of the rows while the main thread plays the next ``--train-every`` steps and then
   computes the rest; the gradients are summed and one optimizer step is taken. The actor reads
