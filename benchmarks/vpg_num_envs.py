@@ -5,8 +5,9 @@ hits all alike (the medians are reported):
 
 - random:  ``train random --env pong`` on one core (``taskset -c 0``), the env's own speed;
 - one-env: ``train vpg --env pong`` on the same core, the seed's loop (``--num-envs 1``);
-- N envs:  ``train vpg --env pong --num-envs N`` in one process on both cores: ale-py's C++
-  vector env steps the N games in its threads while Python acts for all of them at once.
+- N envs:  ``train vpg --env pong --num-envs N`` in one process on both cores, with each
+  ``--vector-env``: ``threads`` (gym's ALE envs on a pool of threads) and ``ale`` (ale-py's
+  C++ vector env); Python acts for all N games at once.
 
 Ratios: one-env / random (the loop against the env's own speed on one core; target >= 0.9)
 and N envs / one-env (one process using both cores; target >= 1.7). steps/s is summary.json's
@@ -48,10 +49,11 @@ def main(rounds: int = 3, episodes: int = 40, num_envs: int = 10) -> None:
     configs = {
         "random": (["random"], "0"),
         "one-env": (["vpg"], "0"),
-        f"{num_envs} envs": (["vpg", "--num-envs", str(num_envs)], both),
+        f"{num_envs} envs threads": (["vpg", "--num-envs", str(num_envs), "--vector-env", "threads"], both),
+        f"{num_envs} envs ale": (["vpg", "--num-envs", str(num_envs), "--vector-env", "ale"], both),
     }
     sps: dict[str, list[float]] = {name: [] for name in configs}
-    idle: list[float] = []
+    idle: dict[str, list[float]] = {name: [] for name in configs}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
             for name, (args, cores) in configs.items():
@@ -59,17 +61,19 @@ def main(rounds: int = 3, episodes: int = 40, num_envs: int = 10) -> None:
                 summary = run([*args, *seed], cores, Path(tmp) / f"{name.replace(' ', '-')}-{r}")
                 sps[name].append(summary["steps_per_second"])
                 if "idle_env_steps" in summary:
-                    idle.append(summary["idle_env_steps"] / (summary["idle_env_steps"] + summary["env_steps"]))
+                    idle[name].append(summary["idle_env_steps"] / (summary["idle_env_steps"] + summary["env_steps"]))
             print(f"round {r}: " + ", ".join(f"{n} {v[-1]:.0f}" for n, v in sps.items()), flush=True)
     names = list(configs)
-    print("| round | " + " | ".join(f"{n} steps/s" for n in names) + " | one-env / random | N envs / one-env |")
-    print("|---:|" + "---:|" * (len(names) + 2))
+    ratios = " | one-env / random | threads / one-env | ale / one-env |"
+    print("| round | " + " | ".join(f"{n} steps/s" for n in names) + ratios)
+    print("|---:|" + "---:|" * (len(names) + 3))
     for r in range(rounds):
-        a, b, c = (sps[n][r] for n in names)
-        print(f"| {r} | {a:.0f} | {b:.0f} | {c:.0f} | {b / a:.3f} | {c / b:.2f} |")
-    a, b, c = (statistics.median(sps[n]) for n in names)
-    print(f"| median | {a:.0f} | {b:.0f} | {c:.0f} | **{b / a:.3f}** | **{c / b:.2f}** |")
-    print(f"idle env steps side by side: {100 * statistics.median(idle):.1f}% of all env steps (median)")
+        a, b, c, d = (sps[n][r] for n in names)
+        print(f"| {r} | {a:.0f} | {b:.0f} | {c:.0f} | {d:.0f} | {b / a:.3f} | {c / b:.2f} | {d / b:.2f} |")
+    a, b, c, d = (statistics.median(sps[n]) for n in names)
+    print(f"| median | {a:.0f} | {b:.0f} | {c:.0f} | {d:.0f} | **{b / a:.3f}** | **{c / b:.2f}** | **{d / b:.2f}** |")
+    for name in names[2:]:
+        print(f"idle env steps, {name}: {100 * statistics.median(idle[name]):.1f}% of all env steps (median)")
 
 
 if __name__ == "__main__":

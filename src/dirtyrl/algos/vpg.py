@@ -84,10 +84,10 @@ class Config:
         "vector env, whose threads use several cores in one process); 1: one env, the seed's loop",
     )
     vector_env: str = arg(
-        "threads",
-        "how --num-envs steps Atari games: threads (gym's ALE envs on a pool of threads; the ALE releases the GIL) "
-        "or ale (ale-py's C++ AtariVectorEnv); which is faster depends on the CPU (benchmarks/RESULTS.md)",
-        choices=["threads", "ale"],
+        "ale",
+        "how --num-envs steps Atari games: ale (ale-py's C++ AtariVectorEnv) or threads (gym's ALE envs on a "
+        "pool of threads, the very envs of --num-envs 1); speeds per CPU in benchmarks/RESULTS.md",
+        choices=["ale", "threads"],
     )
     env_threads: int | None = arg(
         None, "threads stepping the Atari games of --num-envs; default: this process's share of the cores"
