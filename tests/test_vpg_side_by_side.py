@@ -9,6 +9,7 @@ side: tests/test_distributed.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -224,6 +225,15 @@ def test_pong_side_by_side_trains_a_batch(tmp_path, backend):
     )
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["episodes"] == 2 and summary["env_steps"] > 1000 and summary["mean_return_last_20"] < 0
+
+
+def test_the_inspector_watches_the_first_env_side_by_side(tmp_path):
+    from dirtyrl.config import DebugConfig
+
+    cfg = config(tmp_path, env="pong", num_envs=2, batch_episodes=2, total_episodes=2)
+    run_dir = vpg.train(dataclasses.replace(cfg, debug=DebugConfig(inspect_every=200)))
+    pictures = sorted((run_dir / "inspect").glob("step-*.png"))
+    assert len(pictures) >= 3  # ~1,700 steps of the first env, one picture every 200
 
 
 @pytest.mark.parametrize("backend", ["threads", "ale"])

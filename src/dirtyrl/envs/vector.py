@@ -69,7 +69,7 @@ def sign_batch(current: np.ndarray, previous: np.ndarray, first: np.ndarray) -> 
 
 
 def env_threads(requested: int | None, num_envs: int, workers: int) -> int:
-    """C++ threads for the vector env: as asked, else this process's share of its cores.
+    """Threads stepping the Atari games side by side: as asked, else this process's share of its cores.
 
     >>> env_threads(3, 8, 1), env_threads(None, 1, 1)
     (3, 1)
@@ -87,8 +87,7 @@ class SlotView:
     the renderer (both read the attributes, as they do on the single-env wrappers).
     """
 
-    def __init__(self, batch: AtariBatch) -> None:
-        self.batch = batch
+    def __init__(self) -> None:
         self.raw_frame: np.ndarray | None = None
         self.processed_frame: np.ndarray | None = None
         self.metadata: dict = {}
@@ -254,7 +253,7 @@ class AtariBatch:
         self.action_map = np.array(action_set if action_set is not None else range(actions), np.int64)
         self.action_space = gym.spaces.Discrete(len(self.action_map))
         self.observation_space = gym.spaces.Box(-1, 1, (VPG_SIZE, VPG_SIZE), np.int8)
-        self.view = SlotView(self)
+        self.view = SlotView()
         self.previous: np.ndarray | None = None
         self.lives = np.zeros(num_envs, np.int64)
         self.fire_next = np.zeros(num_envs, bool)
