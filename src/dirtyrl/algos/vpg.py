@@ -414,13 +414,14 @@ def play_side_by_side(
             index, ep, _ = playing[slot]
             if forced[slot]:  # FIRE after a lost life: part of the agent's last step, as with one env
                 ep.rewards[-1] += float(rewards[slot])
-            if rewards[slot] != 0:
-                on_point(rewards[slot] > 0)
             done = bool(terminated[slot] or truncated[slot])
             # A cut leaves the slot's game running mid-episode: nothing more starts there.
             cut = not forced[slot] and rules.step(len(ep.actions), done)
             if done or cut:
                 finished[index] = ep
+                for reward in ep.rewards:  # the episode's points, told once it ends: the envs interleave
+                    if reward != 0:
+                        on_point(reward > 0)
                 on_episode(index, ep)
                 playing[slot] = None
                 if not cut:
