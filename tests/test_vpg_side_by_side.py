@@ -76,6 +76,9 @@ def test_batched_pong_frames_equal_the_one_env_wrapper_on_the_same_game(backend,
 
 
 def test_pong_batch_is_the_seed_preprocessing_frame_by_frame():
+    import ale_py
+
+    gym.register_envs(ale_py)
     env = gym.make("ALE/Pong-v5")
     frames = []
     env.reset(seed=1)
