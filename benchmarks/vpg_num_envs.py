@@ -5,12 +5,13 @@ hits all alike (the medians are reported):
 
 - random:  ``train random --env pong`` on one core (``taskset -c 0``), the env's own speed;
 - one-env: ``train vpg --env pong`` on the same core, the seed's loop (``--num-envs 1``);
-- N envs:  ``train vpg --env pong --num-envs N`` in one process on both cores, with each
-  ``--vector-env``: ``threads`` (gym's ALE envs on a pool of threads) and ``ale`` (ale-py's
-  C++ vector env); Python acts for all N games at once.
+- N envs:  ``train vpg --env pong --num-envs N`` on both cores, with each ``--vector-env``:
+  ``procs`` (the one-env loop's envs in one worker process per core; the trainer acts for
+  one worker's games while the other emulates) and ``ale`` (ale-py's C++ vector env, its
+  threads in the trainer's process, all games in lockstep).
 
 Ratios: one-env / random (the loop against the env's own speed on one core; target >= 0.9)
-and N envs / one-env (one process using both cores; target >= 1.7). steps/s is summary.json's
+and N envs / one-env (both cores; target >= 1.7). steps/s is summary.json's
 ``steps_per_second``: env steps over training wall time, updates included.
 
 Run:  python benchmarks/vpg_num_envs.py [ROUNDS] [EPISODES] [NUM_ENVS]
@@ -49,7 +50,7 @@ def main(rounds: int = 3, episodes: int = 40, num_envs: int = 10) -> None:
     configs = {
         "random": (["random"], "0"),
         "one-env": (["vpg"], "0"),
-        f"{num_envs} envs threads": (["vpg", "--num-envs", str(num_envs), "--vector-env", "threads"], both),
+        f"{num_envs} envs procs": (["vpg", "--num-envs", str(num_envs), "--vector-env", "procs"], both),
         f"{num_envs} envs ale": (["vpg", "--num-envs", str(num_envs), "--vector-env", "ale"], both),
     }
     sps: dict[str, list[float]] = {name: [] for name in configs}
@@ -64,7 +65,7 @@ def main(rounds: int = 3, episodes: int = 40, num_envs: int = 10) -> None:
                     idle[name].append(summary["idle_env_steps"] / (summary["idle_env_steps"] + summary["env_steps"]))
             print(f"round {r}: " + ", ".join(f"{n} {v[-1]:.0f}" for n, v in sps.items()), flush=True)
     names = list(configs)
-    ratios = " | one-env / random | threads / one-env | ale / one-env |"
+    ratios = " | one-env / random | procs / one-env | ale / one-env |"
     print("| round | " + " | ".join(f"{n} steps/s" for n in names) + ratios)
     print("|---:|" + "---:|" * (len(names) + 3))
     for r in range(rounds):

@@ -24,7 +24,7 @@ from dirtyrl.algos import vpg
 from dirtyrl.config import EnvConfig, RunConfig
 from dirtyrl.envs import make_env
 from dirtyrl.envs.pong import difference_frame, preprocess_pong
-from dirtyrl.envs.vector import AtariBatch, GymBatch, make_batch, pong_batch
+from dirtyrl.envs.vector import AtariBatch, GymBatch, ProcessBatch, make_batch, pong_batch
 from dirtyrl.nets import KarpathyPolicy
 from dirtyrl.runcontrol import LongEpisodes
 
@@ -51,25 +51,32 @@ def pong_batch_env(num_envs: int, backend: str, sticky: float) -> AtariBatch:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend, sticky", [("threads", 0.25), ("ale", 0.0)])
+@pytest.mark.parametrize("backend, sticky", [("procs", 0.25), ("ale", 0.0)])
 def test_batched_pong_frames_equal_the_one_env_wrapper_on_the_same_game(backend, sticky):
-    """Threads: the very env of --num-envs 1, sticky actions and all. The C++ env draws its
-    sticky actions from its own generator: with them off it plays the same game, frame for frame."""
-    batch = pong_batch_env(2, backend, sticky)
+    """procs: the very env of --num-envs 1, sticky actions and all. The C++ env draws its
+    sticky actions from its own generator: with them off it plays the same game, frame for frame.
+    The instruments' view of slot 0 shows the one env's screens."""
+    from dirtyrl.envs import frames_wrapper
+
+    batch = pong_batch_env(3, backend, sticky)
     single = make_env("pong", sticky=sticky)
-    obs = batch.reset([5, 6])
+    screens = frames_wrapper(single)
+    obs = batch.reset([5, 6, 7])
     one, _ = single.reset(seed=5)
-    assert isinstance(batch, AtariBatch) and obs.shape == (2, 80, 80) and obs.dtype == np.int8
+    assert isinstance(batch, ProcessBatch if backend == "procs" else AtariBatch)
+    assert obs.shape == (3, 80, 80) and obs.dtype == np.int8
     np.testing.assert_array_equal(obs[0], one)
     rng = np.random.default_rng(0)
     moving = 0
     for _ in range(400):
-        actions = rng.integers(0, 3, 2)
+        actions = rng.integers(0, 3, 3)
         obs, rewards, _, _, forced = batch.step(actions)
         one, reward, *_ = single.step(int(actions[0]))
         np.testing.assert_array_equal(obs[0], one)
         assert rewards[0] == reward and not forced.any()
         moving += int(np.count_nonzero(one) > 0)
+    np.testing.assert_array_equal(batch.view.raw_frame, screens.raw_frame)
+    np.testing.assert_array_equal(batch.view.processed_frame, screens.processed_frame)
     assert moving > 300  # the frames compared were not empty
     batch.close()
     single.close()
@@ -164,6 +171,49 @@ def test_no_episode_starts_once_the_limit_is_reached():
     assert sorted(ended) == [0, 1, 2] and len(episodes) == 3
 
 
+def test_procs_plays_the_episodes_of_the_lockstep_loop_and_never_steps_a_waiting_slot():
+    """Sticky actions off, ale-py's C++ env and the one-env loop's env play the same Pong games.
+    The per-group loop over worker processes (3 groups, 2 workers) then gives the very episodes
+    of the lockstep loop; and where the lockstep env steps its waiting slots, procs does not."""
+    probe = make_env("pong", sticky=0.0)
+    procs = make_batch("pong", 3, 2, sticky=0.0, probe=probe, backend="procs")
+    ale = make_batch("pong", 3, 2, sticky=0.0, probe=probe, backend="ale")
+    assert len(procs.groups) == 3 and procs.owner == [0, 1, 0]
+    a, idle_a, ended_a = play(procs, [0, 1, 2, 3])
+    b, idle_b, ended_b = play(ale, [0, 1, 2, 3])
+    procs.close()
+    ale.close()
+    assert ended_a == ended_b and len(a) == 4
+    for x, y in zip(a, b, strict=True):
+        assert x.actions == y.actions and x.rewards == y.rewards and len(x.actions) > 500
+        for (nz_x, v_x), (nz_y, v_y) in zip(x.obs, y.obs, strict=True):
+            np.testing.assert_array_equal(nz_x, nz_y)
+            np.testing.assert_array_equal(v_x, v_y)
+    assert idle_a == 0 < idle_b
+
+
+def test_a_worker_error_or_death_is_one_clear_error_and_close_frees_everything():
+    import signal
+    from multiprocessing import shared_memory
+
+    probe = make_env("pong")
+    envs = make_batch("pong", 2, 2, probe=probe, backend="procs")
+    envs.reset(None)
+    with pytest.raises(RuntimeError, match=r"worker process 1 .*IndexError"):
+        envs.step(np.array([0, 7]))  # Pong has 3 actions here: the worker's env refuses action 7
+    os.kill(envs.procs[0].pid, signal.SIGKILL)
+    envs.procs[0].join()
+    with pytest.raises(RuntimeError, match="worker process 0 of --vector-env procs died"):
+        envs.step(np.array([0, 0]))
+    names = [block.name for block in envs.blocks]
+    envs.close()
+    envs.close()  # a second close does nothing
+    assert not any(proc.is_alive() for proc in envs.procs)
+    for name in names:
+        with pytest.raises(FileNotFoundError):
+            shared_memory.SharedMemory(name=name)
+
+
 class Endless(gym.Env):
     """An episode that never ends and has no time limit."""
 
@@ -221,10 +271,10 @@ def test_resumed_from_a_checkpoint_ends_identical_to_uninterrupted(tmp_path):
     assert a["stats"]["returns"] == b["stats"]["returns"] and a["update"] == b["update"] == 12
 
 
-@pytest.mark.parametrize("backend", ["threads", "ale"])
+@pytest.mark.parametrize("backend", ["procs", "ale"])
 def test_pong_side_by_side_trains_a_batch(tmp_path, backend):
     run_dir = vpg.train(
-        config(tmp_path, env="pong", num_envs=2, batch_episodes=2, total_episodes=2, env_threads=2, vector_env=backend)
+        config(tmp_path, env="pong", num_envs=2, batch_episodes=2, total_episodes=2, env_workers=2, vector_env=backend)
     )
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["episodes"] == 2 and summary["env_steps"] > 1000 and summary["mean_return_last_20"] < 0
@@ -239,20 +289,23 @@ def test_the_inspector_watches_the_first_env_side_by_side(tmp_path):
     assert len(pictures) >= 3  # ~1,700 steps of the first env, one picture every 200
 
 
-@pytest.mark.parametrize("backend", ["threads", "ale"])
+@pytest.mark.parametrize("backend", ["procs", "ale"])
 def test_a_game_that_waits_for_fire_is_served_after_every_lost_life(tmp_path, backend):
-    """Breakout: FIRE on reset comes from the frame source, after a lost life from AtariBatch."""
+    """Breakout never serves by itself: with NOOPs only, a game ends only if every life is served.
+    procs: each env's FireOnReset presses FIRE. ale: on reset the C++ env, after a lost life AtariBatch."""
     probe = make_env("ALE/Breakout-v5", sticky=0.0)  # sticky actions could swallow a FIRE now and then
     envs = make_batch("ALE/Breakout-v5", 2, 1, sticky=0.0, probe=probe, backend=backend)
-    assert isinstance(envs, AtariBatch) and envs.fire == 1
     envs.reset([1, 2])
-    lives, forced_seen = envs.lives.copy(), 0
+    ended, forced_seen = np.zeros(2, bool), 0
     for _ in range(3000):
-        *_, terminated, truncated, forced = envs.step(np.zeros(2, np.int64))  # NOOP: the ball is always missed
+        *_, terminated, _, forced = envs.step(np.zeros(2, np.int64))  # NOOP: the ball is always missed
         forced_seen += int(forced.sum())
-        if (terminated | truncated).all():
+        ended |= terminated
+        if ended.all():
             break
-    assert lives.tolist() == [5, 5] and forced_seen >= 2 * 4  # four lives lost per game, each served by FIRE
+    assert ended.all()
+    if backend == "ale":
+        assert envs.fire == 1 and forced_seen >= 2 * 4  # four lives lost per game, each served by FIRE
     envs.close()
     run_dir = vpg.train(
         config(tmp_path, env="ALE/Breakout-v5", num_envs=2, batch_episodes=2, total_episodes=2, vector_env=backend)
@@ -271,7 +324,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
         (["--num-envs", "0"], "--num-envs must be > 0"),
         (["--num-envs", "5", "--batch-episodes", "4"], "the extra envs would only wait"),
         (["--num-envs", "2", "--grad-path", "per-step"], "--grad-path per-step"),
-        (["--num-envs", "2", "--env-threads", "0"], "--env-threads must be > 0"),
+        (["--num-envs", "2", "--env-workers", "0"], "--env-workers must be > 0"),
         (["--num-envs", "2", "--vector-env", "ale", "--env", "ALE/Breakout-v5", "--env-kwargs", "mode=4"], "C++ vector env"),
     ],
 )

@@ -36,7 +36,7 @@ from dirtyrl.checkpoint import load_checkpoint, load_model_state, pick_device, s
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig, arg, check_positive, check_run_config
 from dirtyrl.debug import Instruments, attach
 from dirtyrl.envs import episode_seed, is_ale, is_pong, make_env, solved_threshold
-from dirtyrl.envs.vector import env_threads, make_batch
+from dirtyrl.envs.vector import env_workers, make_batch
 from dirtyrl.errors import UserError
 from dirtyrl.nets import KarpathyPolicy
 from dirtyrl.resources import check_cores, check_vpg_batch, vpg_step_bytes
@@ -80,17 +80,20 @@ class Config:
     )
     num_envs: int = arg(
         1,
-        "episodes of a batch played side by side, one batched forward per step (Atari: ale-py's C++ "
-        "vector env, whose threads use several cores in one process); 1: one env, the seed's loop",
+        "episodes of a batch played side by side, one batched forward per step (Atari: the games run in "
+        "--env-workers worker processes, which use the other cores); 1: one env, the seed's loop",
     )
     vector_env: str = arg(
-        "ale",
-        "how --num-envs steps Atari games: ale (ale-py's C++ AtariVectorEnv) or threads (gym's ALE envs on a "
-        "pool of threads, the very envs of --num-envs 1); speeds per CPU in benchmarks/RESULTS.md",
-        choices=["ale", "threads"],
+        "procs",
+        "how --num-envs steps Atari games: procs (the very envs of --num-envs 1, in worker processes; the "
+        "trainer acts for one worker's games while the others emulate) or ale (ale-py's C++ AtariVectorEnv, "
+        "all games in lockstep); speeds per CPU in benchmarks/RESULTS.md",
+        choices=["procs", "ale"],
     )
-    env_threads: int | None = arg(
-        None, "threads stepping the Atari games of --num-envs; default: this process's share of the cores"
+    env_workers: int | None = arg(
+        None,
+        "worker processes (procs) or C++ threads (ale) stepping the Atari games of --num-envs; default: this "
+        "process's share of the cores",
     )
     workers: int = arg(1, "processes playing episodes in parallel on torch.distributed (gloo on CPU)")
     sync: str = arg(
@@ -122,7 +125,7 @@ def resolve(cfg: Config) -> Config:
         hidden=cfg.hidden,
         workers=cfg.workers,
         num_envs=cfg.num_envs,
-        env_threads=cfg.env_threads,
+        env_workers=cfg.env_workers,
         dist_timeout=cfg.dist_timeout,
     )
     if not 0.0 <= cfg.gamma <= 1.0:
@@ -192,23 +195,15 @@ class Actor:
         return [w / total for w in weights]
 
     def batch(self, obs: np.ndarray) -> tuple[list, np.ndarray]:
-        """Stored forms and action probabilities (k, A) of k observations, in one matmul.
+        """Stored forms and action probabilities (k, A) of k observations.
 
-        Sparse frames: every non-zero pixel of every env gathers its row of W1^T once, and the
-        rows are summed per env (``np.add.reduceat``); an all-zero frame keeps a zero hidden input.
+        Sparse frames: each frame gathers the rows of W1^T at its non-zero pixels (``encode``,
+        as one observation would); the hidden layer, logits and softmax run once for all k.
         """
         x = obs.reshape(len(obs), -1)
         if self.sparse:
-            rows, cols = np.nonzero(x != 0)
-            values = x[rows, cols]
-            counts = np.bincount(rows, minlength=len(x))
-            bounds = np.cumsum(counts)[:-1]
-            stored = list(zip(np.split(cols, bounds), np.split(values, bounds), strict=True))
-            hidden = np.zeros((len(x), self.w1t.shape[1]), np.float32)
-            if cols.size:
-                nonempty = counts > 0
-                starts = np.concatenate([[0], bounds])[nonempty]
-                hidden[nonempty] = np.add.reduceat(self.w1t[cols] * values[:, None].astype(np.float32), starts, axis=0)
+            stored = [self.encode(row) for row in x]
+            hidden = np.stack([values.astype(np.float32) @ self.w1t[nz] for nz, values in stored])
         else:
             dense = x.astype(np.float32)
             stored, hidden = list(dense), dense @ self.w1t
@@ -341,7 +336,7 @@ def side_by_side(cfg: Config, env, dist: distributed.Dist, budget: int | None):
     if cfg.num_envs == 1:
         return None, None
     e = cfg.env
-    threads = env_threads(cfg.env_threads, cfg.num_envs, dist.local_world_size)
+    threads = env_workers(cfg.env_workers, cfg.num_envs, dist.local_world_size)
     envs = make_batch(
         e.env,
         cfg.num_envs,
@@ -370,63 +365,97 @@ def play_side_by_side(
     """Episodes ``indices`` with one fixed snapshot, in the slots of ``envs`` (envs/vector.py).
 
     Each slot plays one episode at a time; when it ends, the slot starts the next index if
-    ``may_start(index, started, steps)`` allows (the run's limits), else it waits, still
-    stepping with the others: those idle steps are returned (the cost of the batch's last, long
-    episodes). ``seeds`` (one per slot, or None) reseed the envs first. Every episode samples
-    from its own generator, seeded from (run seed, episode index), as in the one-env loop.
-    Returns the episodes in index order and the idle slot-steps.
+    ``may_start(index, started, steps)`` allows (the run's limits), else it waits. The slots
+    come in groups (``envs.groups``): the loop acts for one group while the others' games run
+    (``ProcessBatch``: two groups per worker process; lockstep envs: one group). It takes the
+    groups' results in a fixed order, so which slot plays which episode never depends on
+    timing. Waiting slots that are stepped anyway (``envs.idle_slots_step``) are counted and
+    returned: the cost of the batch's last, long episodes. ``seeds`` (one per slot, or None)
+    reseed the envs first. Every episode samples from its own generator, seeded from (run
+    seed, episode index), as in the one-env loop. Returns the episodes in index order and the
+    idle slot-steps.
     """
-    n = envs.num_envs
-    obs = envs.reset(seeds)
-    queue = list(reversed(indices))
-    playing: list[tuple[int, Episode, np.random.Generator] | None] = [None] * n
-    finished: dict[int, Episode] = {}
-    steps = idle = 0
-
-    def start(slot: int) -> None:
-        if queue and may_start(queue[-1], len(finished) + sum(p is not None for p in playing), steps):
-            index = queue.pop()
-            playing[slot] = (index, Episode([], [], [], []), np.random.default_rng([run_seed, index]))
-        else:
-            playing[slot] = None
-
-    for slot in range(n):
-        start(slot)
-    while any(p is not None for p in playing):
-        acting = np.array([p is not None for p in playing]) & ~envs.fire_next
-        slots = np.flatnonzero(acting)
-        actions = np.zeros(n, np.int64)
-        if slots.size:
-            stored, probs = actor.batch(obs[slots])
-            actions[slots] = sample_batch(probs, np.array([playing[s][2].random() for s in slots]))
-        obs, rewards, terminated, truncated, forced = envs.step(actions)  # obs = next_obs, batched
-        idle += sum(p is None for p in playing)
-        steps += slots.size
-        on_steps(int(slots.size))
-        for k, slot in enumerate(slots):
-            ep = playing[slot][1]
-            ep.obs.append(stored[k])
-            ep.actions.append(int(actions[slot]))
-            ep.rewards.append(float(rewards[slot]))
-        for slot in range(n):
-            if playing[slot] is None:
+    play = SideBySide(envs, actor, indices, run_seed, may_start, rules, on_point, on_episode)
+    play.obs = envs.reset(seeds)
+    for slot in range(envs.num_envs):
+        play.start(slot)
+    for k in range(len(envs.groups)):
+        play.act(k)
+    while any(p is not None for p in play.playing):
+        for k, group in enumerate(envs.groups):
+            if not play.sent[k]:
                 continue
-            index, ep, _ = playing[slot]
-            if forced[slot]:  # FIRE after a lost life: part of the agent's last step, as with one env
-                ep.rewards[-1] += float(rewards[slot])
-            done = bool(terminated[slot] or truncated[slot])
-            # A cut leaves the slot's game running mid-episode: nothing more starts there.
-            cut = not forced[slot] and rules.step(len(ep.actions), done)
-            if done or cut:
-                finished[index] = ep
-                for reward in ep.rewards:  # the episode's points, told once it ends: the envs interleave
-                    if reward != 0:
-                        on_point(reward > 0)
-                on_episode(index, ep)
-                playing[slot] = None
-                if not cut:
-                    start(slot)
-    return [finished[i] for i in sorted(finished)], idle
+            play.sent[k] = False
+            play.obs[group], rewards, terminated, truncated, forced = envs.recv(k)
+            if envs.idle_slots_step:
+                play.idle += sum(play.playing[s] is None for s in group)
+            play.steps += play.acted[k]
+            on_steps(play.acted[k])
+            for j, slot in enumerate(group.tolist()):
+                if play.playing[slot] is not None:
+                    play.settle(slot, float(rewards[j]), bool(terminated[j] or truncated[j]), bool(forced[j]))
+            play.act(k)
+    return [play.finished[i] for i in sorted(play.finished)], play.idle
+
+
+class SideBySide:
+    """The state of ``play_side_by_side``: which slot plays which episode, and what was sent."""
+
+    def __init__(self, envs, actor: Actor, indices: list[int], run_seed: int, may_start, rules, on_point, on_episode):
+        self.envs, self.actor, self.run_seed = envs, actor, run_seed
+        self.may_start, self.rules, self.on_point, self.on_episode = may_start, rules, on_point, on_episode
+        self.queue = list(reversed(indices))
+        self.playing: list[tuple[int, Episode, np.random.Generator] | None] = [None] * envs.num_envs
+        self.finished: dict[int, Episode] = {}
+        self.acted = [0] * len(envs.groups)
+        self.sent = [False] * len(envs.groups)
+        self.steps = self.idle = 0
+        self.obs: np.ndarray
+
+    def start(self, slot: int) -> None:
+        """The slot's next episode, if one is left and the run's limits allow it; else it waits."""
+        started = len(self.finished) + sum(p is not None for p in self.playing)
+        if self.queue and self.may_start(self.queue[-1], started, self.steps):
+            index = self.queue.pop()
+            self.playing[slot] = (index, Episode([], [], [], []), np.random.default_rng([self.run_seed, index]))
+        else:
+            self.playing[slot] = None
+
+    def act(self, k: int) -> None:
+        """Group k's playing slots choose their actions and the group steps (a FIRE-waiting slot presses FIRE)."""
+        group = self.envs.groups[k]
+        live = group[[self.playing[s] is not None for s in group]]
+        if not live.size:
+            return
+        slots = live[~self.envs.fire_next[live]]
+        actions = np.zeros(slots.size, np.int64)
+        if slots.size:
+            stored, probs = self.actor.batch(self.obs[slots])
+            actions = sample_batch(probs, np.array([self.playing[s][2].random() for s in slots]))
+            for s, o, a in zip(slots, stored, actions.tolist(), strict=True):
+                self.playing[s][1].obs.append(o)
+                self.playing[s][1].actions.append(a)
+        self.envs.send(k, slots, actions)
+        self.acted[k], self.sent[k] = slots.size, True
+
+    def settle(self, slot: int, reward: float, done: bool, forced: bool) -> None:
+        """A playing slot's step came back: its reward; if its episode ended, the next one starts."""
+        index, ep, _ = self.playing[slot]
+        if forced:  # FIRE after a lost life: part of the agent's last step, as with one env
+            ep.rewards[-1] += reward
+        else:
+            ep.rewards.append(reward)
+        # A cut leaves the slot's game running mid-episode: nothing more starts there.
+        cut = not forced and self.rules.step(len(ep.actions), done)
+        if done or cut:
+            self.finished[index] = ep
+            for r in ep.rewards:  # the episode's points, told once it ends: the envs interleave
+                if r != 0:
+                    self.on_point(r > 0)
+            self.on_episode(index, ep)
+            self.playing[slot] = None
+            if not cut:
+                self.start(slot)
 
 
 def batch_input(episodes: list[Episode], sparse: bool, dim: int, device: torch.device) -> torch.Tensor:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from dirtyrl.envs import frames_wrapper
 from dirtyrl.errors import UserError
 
 RAW_SCALE = 2  # 210x160 -> 420x320
@@ -36,18 +37,6 @@ GAP = 8  # between panels
 CROP_COLOUR = (255, 220, 0)
 BACKGROUND = (24, 24, 24)
 DIFF_COLOURS = {0: (48, 48, 48), 1: (255, 255, 255), -1: (235, 60, 60)}
-
-
-def frames_wrapper(env: Any) -> Any | None:
-    """The wrapper in ``env``'s chain that keeps ``raw_frame`` and ``processed_frame``, or None.
-
-    Gymnasium 1.x wrappers no longer forward attribute lookups, so walk the chain.
-    """
-    while env is not None:
-        if "raw_frame" in vars(env) and "processed_frame" in vars(env):
-            return env
-        env = getattr(env, "env", None)
-    return None
 
 
 def crop_rows(wrapper: Any, raw_height: int) -> tuple[int, int]:

@@ -219,6 +219,18 @@ def make_env(
         raise
 
 
+def frames_wrapper(env: Any) -> Any | None:
+    """The wrapper in ``env``'s chain that keeps ``raw_frame`` and ``processed_frame``, or None.
+
+    Gymnasium 1.x wrappers no longer forward attribute lookups, so walk the chain.
+    """
+    while env is not None:
+        if "raw_frame" in vars(env) and "processed_frame" in vars(env):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
 def reward_threshold(env_id: str) -> float | None:
     """The env spec's reward threshold (None for Pong, whose spec has none)."""
     if is_pong(env_id):

@@ -1,21 +1,27 @@
-"""N copies of an env stepped side by side, for VPG's ``--num-envs``: one batch, one call.
+"""N copies of an env stepped side by side, for VPG's ``--num-envs``: one batched forward per step.
 
-Two kinds, one interface (``reset(seeds)``, ``step(actions)``, ``view``, ``fire_next``):
+Three kinds, one interface (``reset(seeds)``, ``groups``, ``send(k, slots, actions)`` /
+``recv(k)`` per group of slots, ``step(actions)`` for all, ``view``, ``fire_next``):
 
-- ``AtariBatch`` for ``pong`` and every ``ALE/<Game>-v5`` screen. The seed's preprocessing
-  runs on the whole batch of frames at once in numpy (``pong_batch``, ``sign_batch``). Its raw
-  screens come from one of two sources (``--vector-env``):
-  - ``threads``: N ``gym.make`` ALE envs, stepped by a pool of Python threads. The
-    ALE releases the GIL while it emulates, so the threads use separate cores; each env is the
-    very env ``--num-envs 1`` plays (same sticky-action generator, same seeds, same filters).
-  - ``ale`` (default): ale-py's C++ vector env (``ale_py.vector_env.AtariVectorEnv``): frame skip, sticky
-    actions and FIRE on reset in its C++ threads, which never wait for the GIL. An env step
-    costs it the same CPU time as ``gym.make``'s env (both ~0.5 ms on a Zen 3 EPYC core).
+- ``ProcessBatch`` (``--vector-env procs``, the default for ``pong`` and every ``ALE/<Game>-v5``
+  screen): the one-env loop's own envs (``make_env``), in one worker process per core. The
+  trainer acts for one worker's games while the others emulate, and a slot with no episode
+  left to play is not stepped. Same seeds, same games as ``--num-envs 1``.
+- ``AtariBatch`` (``--vector-env ale``): ale-py's C++ vector env
+  (``ale_py.vector_env.AtariVectorEnv``), whose threads run frame skip, sticky actions and
+  FIRE on reset in the trainer's process, all games in lockstep. The seed's preprocessing runs
+  on the whole batch of frames at once in numpy (``pong_batch``, ``sign_batch``).
 - ``GymBatch``: gymnasium's ``SyncVectorEnv`` over ``make_env``, for every other env; the
   envs step in turn, and only acting is batched.
 
-Both autoreset in gymnasium's SAME_STEP mode: the step that ends an episode returns the first
+All autoreset in gymnasium's SAME_STEP mode: the step that ends an episode returns the first
 observation of the slot's next one. VPG never bootstraps, so it needs no final observation.
+
+Why processes and not Python threads: ale-py 0.12's ``ALEInterface.act`` holds the GIL, so
+ALEs stepped by Python threads take turns on one core (10 Pong ALEs on a Zen 3 EPYC: 2,305 env
+steps/s on one thread, 2,234 on two). The C++ vector env does run on several cores, but its lockstep
+steps the slots that wait too, and an env step costs it more CPU than ``gym.make``'s env
+(benchmarks/RESULTS.md).
 
 What differs with ``--vector-env ale``, and why it is harmless: the C++ env draws sticky
 actions from its own generator, so the same seed plays a different (equally distributed)
@@ -68,10 +74,11 @@ def sign_batch(current: np.ndarray, previous: np.ndarray, first: np.ndarray) -> 
     return diff
 
 
-def env_threads(requested: int | None, num_envs: int, workers: int) -> int:
-    """Threads stepping the Atari games side by side: as asked, else this process's share of its cores.
+def env_workers(requested: int | None, num_envs: int, workers: int) -> int:
+    """Worker processes (or C++ threads) stepping the Atari games side by side: as asked, else this
+    process's share of its cores.
 
-    >>> env_threads(3, 8, 1), env_threads(None, 1, 1)
+    >>> env_workers(3, 8, 1), env_workers(None, 1, 1)
     (3, 1)
     """
     if requested is not None:
@@ -147,92 +154,226 @@ class CppFrames:
         self.venv.close()
 
 
-class ThreadedFrames:
-    """Raw screens of N games from N ``gym.make`` ALE envs stepped by a pool of Python threads
-    (``--vector-env threads``): the ALE releases the GIL while it emulates, so the threads run
-    on separate cores. Each env is the one ``--num-envs 1`` plays (the same sticky-action
-    generator, the same seeds); non-Pong screens get envs/atari_vpg.py's 80x80 box filter in
-    the worker threads. Screens are shaped as ``CppFrames``'.
+def _serve(conn, env_id: str, make_kwargs: dict[str, Any], slots: list[int], arrays: dict, watch: bool) -> None:
+    """A ``ProcessBatch`` worker: steps its slots' envs when told, writing into shared memory.
+
+    Messages: ``("reset", seeds)``, ``("step", slots, actions)`` (only the slots playing),
+    ``None`` (exit). Each gets ``("ok",)`` or ``("error", message)`` back.
+    """
+    import signal
+    import traceback
+
+    from dirtyrl.envs import frames_wrapper, make_env
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's: it closes the workers
+    blocks, out = attach(arrays)
+    try:
+        envs = {slot: make_env(env_id, **make_kwargs) for slot in slots}
+        frames = frames_wrapper(envs[0]) if watch and 0 in envs else None
+
+        def store(slot: int, obs: np.ndarray) -> None:
+            out["obs"][slot] = obs
+            if frames is not None and slot == 0:  # what the preprocessing inspector and renderer show
+                out["raw"][...] = frames.raw_frame.reshape(out["raw"].shape)
+                out["processed"][...] = frames.processed_frame.reshape(out["processed"].shape)
+
+        conn.send(("ok",))
+        while (message := conn.recv()) is not None:
+            if message[0] == "reset":
+                for slot in slots:
+                    store(slot, envs[slot].reset(seed=None if message[1] is None else int(message[1][slot]))[0])
+            else:
+                for slot, action in zip(message[1], message[2], strict=True):
+                    obs, reward, terminated, truncated, _ = envs[slot].step(int(action))
+                    out["rewards"][slot], out["terminated"][slot], out["truncated"][slot] = reward, terminated, truncated
+                    store(slot, envs[slot].reset()[0] if terminated or truncated else obs)  # SAME_STEP autoreset
+            conn.send(("ok",))
+    except (EOFError, OSError):  # the trainer is gone (it ended, or was killed): nothing to answer
+        pass
+    except Exception as exc:  # the trainer raises it: one line, with the worker's last frame
+        conn.send(("error", f"{type(exc).__name__}: {exc} ({traceback.extract_tb(exc.__traceback__)[-1].name})"))
+    finally:
+        for block in blocks:
+            block.close()
+
+
+def attach(arrays: dict) -> tuple[list, dict[str, np.ndarray]]:
+    """numpy views of the shared-memory blocks named in ``arrays`` ({name: (block, shape, dtype)})."""
+    from multiprocessing import shared_memory
+
+    blocks = [shared_memory.SharedMemory(name=block) for block, _, _ in arrays.values()]
+    return blocks, views(arrays, blocks)
+
+
+def views(arrays: dict, blocks: list) -> dict[str, np.ndarray]:
+    """{name: numpy array over its shared-memory block}, from ``arrays``' shapes and dtypes."""
+    pairs = zip(arrays.items(), blocks, strict=True)
+    return {k: np.ndarray(shape, dtype, buffer=b.buf) for (k, (_, shape, dtype)), b in pairs}
+
+
+class ProcessBatch:
+    """``num_envs`` copies of the one-env loop's env (``make_env``), in worker processes (``--vector-env procs``).
+
+    Each worker steps its slots' envs and writes observations, rewards and ends into shared
+    memory. Its slots form two groups, stepped by turns: while the trainer acts for one group,
+    the worker is already playing the other, so it never waits for the trainer (``send`` and
+    ``recv`` per group). Each env is the very env ``--num-envs 1`` plays, wrappers and all (the
+    seed's preprocessing, FIRE after a lost life), so the same seed plays the same game; a slot
+    with no episode left to play is not stepped at all.
     """
 
-    def __init__(
-        self,
-        game_id: str,
-        num_envs: int,
-        threads: int,
-        sticky: float,
-        frameskip: int,
-        pong: bool,
-        fire: bool,
-        env_kwargs: dict[str, Any],
-    ):
-        from concurrent.futures import ThreadPoolExecutor
+    idle_slots_step = False
 
-        import ale_py
+    def __init__(self, env_id: str, num_envs: int, workers: int, probe: gym.Env, depth: int = 2, **make_kwargs: Any) -> None:
+        import multiprocessing as mp
+        from multiprocessing import shared_memory
 
-        gym.register_envs(ale_py)
-        kwargs = {**env_kwargs, "frameskip": frameskip, "repeat_action_probability": sticky, "full_action_space": False}
-        obs_type = "rgb" if pong else "grayscale"
-        self.envs = [gym.make(game_id, obs_type=obs_type, **kwargs) for _ in range(num_envs)]
-        self.pong, self.fire = pong, fire
-        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
-        self.chunks = [c for c in np.array_split(np.arange(num_envs), threads) if c.size]
-        self.screens = np.zeros((num_envs, 210, 160, 3) if pong else (num_envs, VPG_SIZE, VPG_SIZE), np.uint8)
-        self.rewards = np.zeros(num_envs, np.float64)
-        self.terminated, self.truncated = np.zeros(num_envs, bool), np.zeros(num_envs, bool)
-        self.lives = np.zeros(num_envs, np.int64)
+        from dirtyrl.envs import frames_wrapper
 
-    def _store(self, i: int, obs: np.ndarray) -> None:
-        from dirtyrl.envs.atari_vpg import gray80
+        self.num_envs = num_envs
+        self.action_space = probe.action_space
+        self.observation_space = probe.observation_space
+        self.fire_next = np.zeros(num_envs, bool)  # FIRE after a lost life is pressed inside each env
+        workers = min(workers, num_envs)
+        self.groups = [g for g in np.array_split(np.arange(num_envs), min(num_envs, depth * workers)) if g.size]
+        self.owner = [k % workers for k in range(len(self.groups))]  # worker w plays groups w and w + workers
+        self.waiting = [0] * workers  # replies each worker still owes, answered in the order asked
+        watched = frames_wrapper(probe)
+        shapes = {
+            "obs": ((num_envs, *probe.observation_space.shape), probe.observation_space.dtype),
+            "rewards": ((num_envs,), np.float64),
+            "terminated": ((num_envs,), np.bool_),
+            "truncated": ((num_envs,), np.bool_),
+        }
+        if watched is not None:  # slot 0's screens, for the preprocessing inspector and the renderer
+            raw_shape = (210, 160, 3) if type(watched).__name__ == "PongDifferenceFrames" else (210, 160)
+            shapes |= {"raw": (raw_shape, np.uint8), "processed": ((VPG_SIZE, VPG_SIZE), np.uint8)}
+        self.blocks = [
+            shared_memory.SharedMemory(create=True, size=max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize))
+            for shape, dtype in shapes.values()
+        ]
+        arrays = {k: (b.name, shape, np.dtype(d).str) for (k, (shape, d)), b in zip(shapes.items(), self.blocks, strict=True)}
+        self.out = views(arrays, self.blocks)
+        self.view = SlotView() if watched is not None else probe
+        # fork: a worker needs nothing of the trainer but the env's settings, and it never calls
+        # torch (whose threads do not survive a fork). spawn would run the user's script again.
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        self.conns, self.procs = [], []
+        try:
+            for w in range(workers):
+                slots = [int(s) for k, g in enumerate(self.groups) if self.owner[k] == w for s in g]
+                here, there = ctx.Pipe()
+                proc = ctx.Process(target=_serve, args=(there, env_id, make_kwargs, slots, arrays, watched is not None))
+                proc.daemon = True
+                proc.start()
+                there.close()  # the worker's end lives in the worker: its exit is then an EOF here
+                self.conns.append(here)
+                self.procs.append(proc)
+                self.waiting[w] = 1  # its envs are made
+            for w in range(workers):
+                self._answer(w)
+        except BaseException:
+            self.close()
+            raise
 
-        self.screens[i] = obs if self.pong else gray80(obs)
-        self.lives[i] = self.envs[i].unwrapped.ale.lives()
+    def _died(self, w: int) -> RuntimeError:
+        self.procs[w].join(timeout=1)
+        return RuntimeError(f"env worker process {w} of --vector-env procs died (exit code {self.procs[w].exitcode})")
 
-    def _reset_one(self, i: int, seed: int | None) -> None:
-        obs, _ = self.envs[i].reset(seed=seed)
-        if self.fire:  # as envs/atari_vpg.py's FireOnReset: a game over on the serve starts again
-            obs, _, terminated, truncated, _ = self.envs[i].step(1)
-            if terminated or truncated:
-                obs, _ = self.envs[i].reset()
-        self._store(i, obs)
+    def _ask(self, w: int, message: tuple) -> None:
+        try:
+            self.conns[w].send(message)
+        except OSError:
+            raise self._died(w) from None
+        self.waiting[w] += 1
 
-    def _step_chunk(self, chunk: np.ndarray, actions: np.ndarray) -> None:
-        for i in chunk:
-            obs, reward, terminated, truncated, _ = self.envs[i].step(int(actions[i]))
-            self.rewards[i], self.terminated[i], self.truncated[i] = reward, terminated, truncated
-            if terminated or truncated:  # SAME_STEP autoreset: the slot shows its next episode's start
-                self._reset_one(i, None)
-            else:
-                self._store(i, obs)
+    def _answer(self, w: int) -> None:
+        try:
+            reply = self.conns[w].recv()
+        except EOFError:
+            raise self._died(w) from None
+        self.waiting[w] -= 1
+        if reply[0] == "error":
+            raise RuntimeError(f"env worker process {w} of --vector-env procs: {reply[1]}")
 
-    def _run(self, work, *args) -> None:
-        if self.pool is None:
-            for chunk in self.chunks:
-                work(chunk, *args)
-        else:
-            for future in [self.pool.submit(work, chunk, *args) for chunk in self.chunks]:
-                future.result()  # re-raises a worker's exception here
+    def _view(self) -> None:
+        if isinstance(self.view, SlotView):
+            self.view.raw_frame = self.out["raw"].copy()
+            self.view.processed_frame = self.out["processed"].copy()
 
-    def reset(self, seeds: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
-        def reset_chunk(chunk: np.ndarray) -> None:
-            for i in chunk:
-                self._reset_one(i, None if seeds is None else int(seeds[i]))
+    def reset(self, seeds: list[int] | None) -> np.ndarray:
+        """Fresh episodes in every slot; ``seeds`` (one per slot) reload the ROMs."""
+        for w in range(len(self.conns)):
+            self._ask(w, ("reset", seeds))
+        for w in range(len(self.conns)):
+            self._answer(w)
+        self._view()
+        return self.out["obs"].copy()
 
-        self._run(reset_chunk)
-        return self.screens.copy(), self.lives.copy()
+    def send(self, k: int, slots: np.ndarray, actions: np.ndarray) -> None:
+        """Group ``k`` steps ``slots`` (its playing slots) with ``actions``; its other slots wait unstepped."""
+        self._ask(self.owner[k], ("step", slots.tolist(), actions.tolist()))
 
-    def step(self, ale_actions: np.ndarray) -> tuple[np.ndarray, ...]:
-        self._run(self._step_chunk, ale_actions)
-        return self.screens.copy(), self.rewards.copy(), self.terminated.copy(), self.truncated.copy(), self.lives.copy()
+    def recv(self, k: int) -> tuple[np.ndarray, ...]:
+        """Group ``k``'s (obs, rewards, terminated, truncated, forced) over all its slots, once it has stepped.
+
+        A worker answers in the order it was asked: receive its groups in the order they were sent.
+        The arrays are views of shared memory, valid until the group is sent again."""
+        self._answer(self.owner[k])
+        g = slice(self.groups[k][0], self.groups[k][-1] + 1)  # a group is a run of slots: views, no copies
+        if g.start == 0:
+            self._view()
+        out = self.out
+        return out["obs"][g], out["rewards"][g], out["terminated"][g], out["truncated"][g], np.zeros(g.stop - g.start, bool)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Every slot steps: ``send`` for each group, then ``recv`` for each."""
+        for k, g in enumerate(self.groups):
+            self.send(k, g, actions[g])
+        parts = [self.recv(k) for k in range(len(self.groups))]
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # copies
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
-        for env in self.envs:
-            env.close()
+        """Stop the workers and free the shared memory; a second call does nothing."""
+        if not self.blocks:
+            return
+        for w, conn in enumerate(self.conns):
+            try:
+                for _ in range(self.waiting[w]):
+                    conn.recv()
+                conn.send(None)
+            except (EOFError, OSError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+        for block in self.blocks:
+            block.close()
+            block.unlink()
+        self.blocks = []
 
 
-class AtariBatch:
+class Lockstep:
+    """Every slot steps at once (``step``); ``send`` and ``recv`` wrap it for the trainer's
+    per-group loop, with a single group. A slot with no episode to play steps too (NOOP)."""
+
+    idle_slots_step = True
+    num_envs: int
+
+    @property
+    def groups(self) -> list[np.ndarray]:
+        return [np.arange(self.num_envs)]
+
+    def send(self, k: int, slots: np.ndarray, actions: np.ndarray) -> None:
+        self.actions = np.zeros(self.num_envs, np.int64)
+        self.actions[slots] = actions
+
+    def recv(self, k: int) -> tuple[np.ndarray, ...]:
+        return self.step(self.actions)
+
+
+class AtariBatch(Lockstep):
     """``num_envs`` Atari games stepped side by side, preprocessed as one batch.
 
     The raw screens come from ``CppFrames`` (ale-py's C++ vector env) or ``ThreadedFrames``
@@ -245,7 +386,7 @@ class AtariBatch:
     the same press inside one agent step).
     """
 
-    def __init__(self, frames: CppFrames | ThreadedFrames, num_envs: int, *, actions: int, action_set, pong: bool, fire):
+    def __init__(self, frames: CppFrames, num_envs: int, *, actions: int, action_set, pong: bool, fire):
         self.frames = frames
         self.fire = fire
         self.pong = pong
@@ -288,7 +429,7 @@ class AtariBatch:
         self.frames.close()
 
 
-class GymBatch:
+class GymBatch(Lockstep):
     """``num_envs`` copies of ``make_env``'s env in gymnasium's ``SyncVectorEnv`` (SAME_STEP autoreset)."""
 
     def __init__(self, make: Any, num_envs: int) -> None:
@@ -322,36 +463,36 @@ def make_batch(
     sticky: float = 0.25,
     env_kwargs: list[str] | dict[str, Any] | None = None,
     probe: gym.Env,
-    backend: str = "ale",
-) -> AtariBatch | GymBatch:
-    """The batch for ``--num-envs N``: ``AtariBatch`` for ALE screens, ``GymBatch`` otherwise.
+    backend: str = "procs",
+) -> AtariBatch | GymBatch | ProcessBatch:
+    """The batch for ``--num-envs N``: for ALE screens ``ProcessBatch`` or ``AtariBatch``, else ``GymBatch``.
 
     ``probe`` is the same env made once by ``make_env`` (which checked the id, the kwargs and
     the spaces); it tells which kind to build and whether the game waits for FIRE.
-    ``backend`` (``--vector-env``) picks the Atari frame source: ``threads`` or ``ale``.
+    ``backend`` (``--vector-env``) picks how Atari games are stepped: ``procs`` (``threads``
+    worker processes) or ``ale`` (the C++ vector env with ``threads`` threads).
     """
     from dirtyrl.envs import is_ale, is_pong, make_env, parse_env_kwargs, split_module
     from dirtyrl.envs.atari_vpg import fire_action
 
-    fire = fire_action(probe) if is_ale(env_id) else None
     pong = is_pong(env_id)
     screens = is_ale(env_id) and split_module(env_id)[1].startswith("ALE/") and len(probe.observation_space.shape) == 2
     if not (pong or screens):  # RAM observations, module:EnvId and every non-Atari env
         return GymBatch(lambda: make_env(env_id, actions=actions, sticky=sticky, env_kwargs=env_kwargs), num_envs)
+    if backend == "procs":
+        return ProcessBatch(env_id, num_envs, threads, probe, actions=actions, sticky=sticky, env_kwargs=env_kwargs)
+    fire = fire_action(probe)
     kwargs = parse_env_kwargs(env_kwargs)
     frameskip = kwargs.pop("frameskip", 4)
     obs_type = kwargs.pop("obs_type", "rgb")
-    if backend == "ale" and (kwargs or not isinstance(frameskip, int)):
+    if kwargs or not isinstance(frameskip, int):
         raise UserError(
             f"--vector-env ale runs {env_id} in ale-py's C++ vector env, which takes no --env-kwargs but an "
-            f"integer frameskip; got {parse_env_kwargs(env_kwargs)} (use --vector-env threads for those)"
+            f"integer frameskip; got {parse_env_kwargs(env_kwargs)} (use --vector-env procs for those)"
         )
     game_id = "ALE/Pong-v5" if pong else split_module(env_id)[1]
     ale_pong = gym.spec(game_id).kwargs["game"] == "pong" and obs_type == "rgb"  # the seed's crop needs colour
-    if backend == "ale":
-        frames = CppFrames(gym.spec(game_id).kwargs["game"], num_envs, threads, sticky, frameskip, ale_pong, fire is not None)
-    else:
-        frames = ThreadedFrames(game_id, num_envs, threads, sticky, frameskip, ale_pong, fire is not None, kwargs)
+    frames = CppFrames(gym.spec(game_id).kwargs["game"], num_envs, threads, sticky, frameskip, ale_pong, fire is not None)
     n_actions = len(probe.unwrapped.get_action_meanings())
     batch = AtariBatch(
         frames, num_envs, actions=n_actions, action_set=ACTION_SETS[actions] if pong else None, pong=ale_pong, fire=fire
