@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pong VPG with the batch's 10 episodes side by side (--num-envs 10) in one process on both
+# Pong VPG with the batch's 10 episodes side by side (--num-envs 10) on both
 # cores: the seed's setup otherwise (benchmarks/pong_vpg.sh), until the mean of the last 20
 # returns reaches 0. Resumable: rerun the same command after an interruption and it continues
 # from the run dir's checkpoint. Unattended:
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_DIR=${1:-benchmarks/out/pong-vpg-envs}
 SECONDS_LIMIT=${2:-7200}
-VECTOR_ENV=${3:-threads}
+VECTOR_ENV=${3:-procs}
 PYTHON=${PYTHON:-.venv/bin/python}
 CKPT="$RUN_DIR/checkpoints/latest.pt"
 RESUME=()

@@ -336,11 +336,11 @@ def side_by_side(cfg: Config, env, dist: distributed.Dist, budget: int | None):
     if cfg.num_envs == 1:
         return None, None
     e = cfg.env
-    threads = env_workers(cfg.env_workers, cfg.num_envs, dist.local_world_size)
+    workers = env_workers(cfg.env_workers, cfg.num_envs, dist.local_world_size)
     envs = make_batch(
         e.env,
         cfg.num_envs,
-        threads,
+        workers,
         actions=e.actions,
         sticky=e.sticky,
         env_kwargs=e.env_kwargs,
