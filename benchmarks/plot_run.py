@@ -1,7 +1,9 @@
 """Learning curve of a run against episodes and wall-clock time, read from its TensorBoard events.
 
-Prints the EMA return at milestones (a markdown table) and writes a two-panel PNG.
-Run:  python benchmarks/plot_run.py RUN_DIR OUT.png [--baseline -20.7]
+Prints the EMA return at milestones (a markdown table) and writes a two-panel PNG; with
+``--csv`` also one row per episode (episode, env step, running hours, return, EMA, mean of the
+last 20), small enough to commit.
+Run:  python benchmarks/plot_run.py RUN_DIR OUT.png [--baseline -20.7] [--csv OUT.csv]
 """
 
 import argparse
@@ -23,6 +25,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--baseline", type=float, default=None, help="random-policy mean return, drawn as a line")
     parser.add_argument("--ema", type=float, default=0.99)
+    parser.add_argument("--csv", type=Path, default=None, help="write the curve's data here, one row per episode")
     args = parser.parse_args()
 
     acc = EventAccumulator(str(args.run_dir / "tb"), size_guidance={"scalars": 0})
@@ -53,6 +56,16 @@ def main() -> None:
     fig.suptitle(f"{args.run_dir.name}: {len(returns)} episodes")
     fig.tight_layout()
     fig.savefig(args.out)
+
+    if args.csv is not None:
+        last20 = [returns[max(0, i - 19) : i + 1].mean() for i in range(len(returns))]
+        with args.csv.open("w") as f:
+            f.write("episode,env_step,hours,return,ema,mean_last_20\n")
+            for i, e in enumerate(events):
+                f.write(f"{i + 1},{e.step},{hours[i]:.4f},{returns[i]:g},{smoothed[i]:.3f},{last20[i]:.2f}\n")
+        first = next((i for i, m in enumerate(last20) if i >= 19 and m >= 0), None)
+        if first is not None:
+            print(f"mean of the last 20 first >= 0 at episode {first + 1}, env step {events[first].step}, {hours[first]:.2f} h")
 
     print("| episodes | hours | EMA return |")
     print("|---:|---:|---:|")
