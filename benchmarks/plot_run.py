@@ -65,7 +65,8 @@ def main() -> None:
                 f.write(f"{i + 1},{e.step},{hours[i]:.4f},{returns[i]:g},{smoothed[i]:.3f},{last20[i]:.2f}\n")
         first = next((i for i, m in enumerate(last20) if i >= 19 and m >= 0), None)
         if first is not None:
-            print(f"mean of the last 20 first >= 0 at episode {first + 1}, env step {events[first].step}, {hours[first]:.2f} h")
+            step, h = events[first].step, hours[first]
+            print(f"mean of the last 20 first >= 0 at episode {first + 1}, env step {step}, {h:.2f} h")
 
     print("| episodes | hours | EMA return |")
     print("|---:|---:|---:|")

@@ -214,6 +214,37 @@ def test_a_worker_error_or_death_is_one_clear_error_and_close_frees_everything()
             shared_memory.SharedMemory(name=name)
 
 
+def test_the_workers_exit_when_the_trainer_is_killed():
+    """SIGKILL gives the trainer no chance to close its workers: they notice and exit on their own."""
+    import signal
+    import time
+
+    script = (
+        "from dirtyrl.envs import make_env\n"
+        "from dirtyrl.envs.vector import make_batch\n"
+        "envs = make_batch('pong', 2, 2, probe=make_env('pong'), backend='procs')\n"
+        "print(*[p.pid for p in envs.procs], flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    trainer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    pids = [int(pid) for pid in trainer.stdout.readline().split()]
+    assert len(pids) == 2
+    trainer.send_signal(signal.SIGKILL)
+    trainer.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in pids)
+
+
 class Endless(gym.Env):
     """An episode that never ends and has no time limit."""
 

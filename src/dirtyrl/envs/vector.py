@@ -166,6 +166,7 @@ def _serve(conn, env_id: str, make_kwargs: dict[str, Any], slots: list[int], arr
     from dirtyrl.envs import frames_wrapper, make_env
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's: it closes the workers
+    trainer = os.getppid()
     blocks, out = attach(arrays)
     try:
         envs = {slot: make_env(env_id, **make_kwargs) for slot in slots}
@@ -178,7 +179,7 @@ def _serve(conn, env_id: str, make_kwargs: dict[str, Any], slots: list[int], arr
                 out["processed"][...] = frames.processed_frame.reshape(out["processed"].shape)
 
         conn.send(("ok",))
-        while (message := conn.recv()) is not None:
+        while (message := next_message(conn, trainer)) is not None:
             if message[0] == "reset":
                 for slot in slots:
                     store(slot, envs[slot].reset(seed=None if message[1] is None else int(message[1][slot]))[0])
@@ -195,6 +196,18 @@ def _serve(conn, env_id: str, make_kwargs: dict[str, Any], slots: list[int], arr
     finally:
         for block in blocks:
             block.close()
+
+
+def next_message(conn, trainer: int):
+    """The trainer's next message; None (exit) once the trainer is gone without saying so.
+
+    A forked worker holds copies of the pipes' other ends, so a killed trainer never shows up
+    as an EOF: the worker checks every second that its parent is still the trainer.
+    """
+    while not conn.poll(1.0):
+        if os.getppid() != trainer:
+            return None
+    return conn.recv()
 
 
 def attach(arrays: dict) -> tuple[list, dict[str, np.ndarray]]:
