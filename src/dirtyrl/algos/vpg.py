@@ -375,8 +375,7 @@ def play_side_by_side(
     seed, episode index), as in the one-env loop. Returns the episodes in index order and the
     idle slot-steps.
     """
-    play = SideBySide(envs, actor, indices, run_seed, may_start, rules, on_point, on_episode)
-    play.obs = envs.reset(seeds)
+    play = SideBySide(envs, envs.reset(seeds), actor, indices, run_seed, may_start, rules, on_point, on_episode)
     for slot in range(envs.num_envs):
         play.start(slot)
     for k in range(len(envs.groups)):
@@ -401,8 +400,10 @@ def play_side_by_side(
 class SideBySide:
     """The state of ``play_side_by_side``: which slot plays which episode, and what was sent."""
 
-    def __init__(self, envs, actor: Actor, indices: list[int], run_seed: int, may_start, rules, on_point, on_episode):
-        self.envs, self.actor, self.run_seed = envs, actor, run_seed
+    def __init__(
+        self, envs, obs: np.ndarray, actor: Actor, indices: list[int], run_seed: int, may_start, rules, on_point, on_episode
+    ):
+        self.envs, self.obs, self.actor, self.run_seed = envs, obs, actor, run_seed
         self.may_start, self.rules, self.on_point, self.on_episode = may_start, rules, on_point, on_episode
         self.queue = list(reversed(indices))
         self.playing: list[tuple[int, Episode, np.random.Generator] | None] = [None] * envs.num_envs
@@ -410,7 +411,6 @@ class SideBySide:
         self.acted = [0] * len(envs.groups)
         self.sent = [False] * len(envs.groups)
         self.steps = self.idle = 0
-        self.obs: np.ndarray
 
     def start(self, slot: int) -> None:
         """The slot's next episode, if one is left and the run's limits allow it; else it waits."""
