@@ -108,3 +108,19 @@ def test_env_check_passes_a_good_env_and_flags_nondeterminism(tmp_path, monkeypa
     results = {r.check: r for r in check_env_results("noisy_env:Noisy-v0", 1)}
     assert not results["determinism"].passed and "self.np_random" in results["determinism"].suspect
     assert results["random baseline"].passed
+
+
+def test_env_check_makes_the_env_with_its_keyword_arguments():
+    """--env-kwargs reach every env the check makes: Sutton and Barto's CartPole pays -1 at the end only."""
+    results = {r.check: r for r in check_env_results("CartPole-v1", 1, env_kwargs=["sutton_barto_reward=True"])}
+    assert all(r.passed for r in results.values())
+    assert results["random baseline"].measured.startswith("return -1 +- 0")
+    default = {r.check: r for r in check_env_results("CartPole-v1", 1)}
+    assert not default["random baseline"].measured.startswith("return -1")
+    bad = subprocess.run(
+        [sys.executable, "-m", "dirtyrl", "doctor", "--env", "CartPole-v1", "--env-kwargs", "bogus=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "does not accept the keyword bogus" in bad.stderr and "Traceback" not in bad.stderr

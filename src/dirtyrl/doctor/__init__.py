@@ -119,16 +119,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="check your own env: Gymnasium's env_checker, determinism under a seed, a random-policy baseline",
     )
+    parser.add_argument(
+        "--env-kwargs",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--env: keyword arguments for gym.make, as train takes them (e.g. --env-kwargs is_slippery=False)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
+    if args.env_kwargs and args.env is None:
+        raise UserError("--env-kwargs goes with --env ID: the keyword arguments of your env")
     if args.probes is not None and any(not 1 <= n <= len(PROBES) for n in args.probes):
         raise UserError(f"--probes takes numbers 1-{len(PROBES)}, got {args.probes}")
     if args.env is not None:
         from dirtyrl.doctor.user import check_env_results
 
-        results = check_env_results(args.env, args.seed)
+        results = check_env_results(args.env, args.seed, env_kwargs=args.env_kwargs)
     elif args.agent is not None:
         from dirtyrl.doctor.user import agent_results
 

@@ -67,15 +67,18 @@ def agent_results(spec: str, steps: int | None, seed: int, probes: list[int] | N
     return diagnose(results)
 
 
-def check_env_results(env_id: str, seed: int, episodes: int = 20, max_steps: int = 10_000) -> list[Result]:
-    """env checker, determinism and a random baseline for ``env_id`` (any id make_env accepts)."""
+def check_env_results(
+    env_id: str, seed: int, episodes: int = 20, max_steps: int = 10_000, env_kwargs: list[str] | None = None
+) -> list[Result]:
+    """env checker, determinism and a random baseline for ``env_id`` (any id make_env accepts),
+    made with ``env_kwargs`` (``--env-kwargs KEY=VALUE ...``, as ``train`` takes them)."""
     from gymnasium.utils.env_checker import check_env
 
     from dirtyrl.envs import make_env
 
     results = []
     start = time.monotonic()
-    env = make_env(env_id)
+    env = make_env(env_id, env_kwargs=env_kwargs)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -95,15 +98,15 @@ def check_env_results(env_id: str, seed: int, episodes: int = 20, max_steps: int
         )
     finally:
         env.close()
-    results.append(_determinism(env_id, seed))
-    results.append(_random_baseline(env_id, seed, episodes, max_steps))
+    results.append(_determinism(env_id, seed, env_kwargs))
+    results.append(_random_baseline(env_id, seed, episodes, max_steps, env_kwargs))
     return results
 
 
-def _rollout(env_id: str, seed: int, steps: int) -> list[tuple]:
+def _rollout(env_id: str, seed: int, steps: int, env_kwargs: list[str] | None) -> list[tuple]:
     from dirtyrl.envs import make_env
 
-    env = make_env(env_id)
+    env = make_env(env_id, env_kwargs=env_kwargs)
     rng = np.random.default_rng(seed)
     trace = []
     try:
@@ -120,9 +123,9 @@ def _rollout(env_id: str, seed: int, steps: int) -> list[tuple]:
     return trace
 
 
-def _determinism(env_id: str, seed: int, steps: int = 300) -> Result:
+def _determinism(env_id: str, seed: int, env_kwargs: list[str] | None, steps: int = 300) -> Result:
     start = time.monotonic()
-    a, b = _rollout(env_id, seed, steps), _rollout(env_id, seed, steps)
+    a, b = _rollout(env_id, seed, steps, env_kwargs), _rollout(env_id, seed, steps, env_kwargs)
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         same = all(np.array_equal(u, v) if isinstance(u, np.ndarray) else u == v for u, v in zip(x, y, strict=True))
         if not same:
@@ -140,11 +143,11 @@ def _determinism(env_id: str, seed: int, steps: int = 300) -> Result:
     )
 
 
-def _random_baseline(env_id: str, seed: int, episodes: int, max_steps: int) -> Result:
+def _random_baseline(env_id: str, seed: int, episodes: int, max_steps: int, env_kwargs: list[str] | None) -> Result:
     from dirtyrl.envs import make_env
 
     start = time.monotonic()
-    env = make_env(env_id)
+    env = make_env(env_id, env_kwargs=env_kwargs)
     rng = np.random.default_rng(seed)
 
     class Random:
