@@ -71,3 +71,15 @@ def test_bad_steps_is_a_user_error(tmp_path):
 
     with pytest.raises(UserError, match="--steps must be >= 1"):
         run_tool("vpg", "--steps", "0", "--out", str(tmp_path))
+
+
+@pytest.mark.parametrize("algo", ["vpg", "dqn"])
+def test_the_env_is_made_with_its_keyword_arguments(tmp_path, capsys, algo):
+    """--env-kwargs reach the env the steps are played in: a good one runs, a wrong one is named."""
+    from dirtyrl.errors import UserError
+
+    out = str(tmp_path)
+    assert run_tool(algo, "--env", "FrozenLake-v1", "--env-kwargs", "is_slippery=False", "--steps", "2", "--out", out) == 0
+    assert "trainable parameters are reachable" in capsys.readouterr().out
+    with pytest.raises(UserError, match="does not accept the keyword bogus"):
+        run_tool(algo, "--env", "FrozenLake-v1", "--env-kwargs", "bogus=1", "--steps", "2", "--out", out)

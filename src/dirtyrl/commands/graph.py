@@ -36,7 +36,9 @@ from dirtyrl.errors import UserError
 # ---------------------------------------------------------------------------------------------
 
 
-def vpg_losses(env_id: str, steps: list[int], seed: int) -> tuple[nn.Module, dict[int, torch.Tensor]]:
+def vpg_losses(
+    env_id: str, steps: list[int], seed: int, env_kwargs: list[str] | None = None
+) -> tuple[nn.Module, dict[int, torch.Tensor]]:
     """VPG's policy loss after k env steps, for each k, on the seed's per-step gradient path.
 
     Plays with ``vpg.play_episode`` recording one graph per step (exactly what ``--grad-path
@@ -49,8 +51,8 @@ def vpg_losses(env_id: str, steps: list[int], seed: int) -> tuple[nn.Module, dic
     from dirtyrl.nets import KarpathyPolicy
     from dirtyrl.returns import advantages_from_returns, rewards_to_go
 
-    cfg = vpg.resolve(vpg.Config(env=EnvConfig(env=env_id)))
-    env = make_env(env_id, actions=cfg.env.actions, sticky=cfg.env.sticky)
+    cfg = vpg.resolve(vpg.Config(env=EnvConfig(env=env_id, env_kwargs=list(env_kwargs or []))))
+    env = make_env(env_id, actions=cfg.env.actions, sticky=cfg.env.sticky, env_kwargs=cfg.env.env_kwargs)
     torch.manual_seed(seed)
     dim = int(np.prod(env.observation_space.shape))
     policy = KarpathyPolicy(dim, int(env.action_space.n), hidden=cfg.hidden, zero_init_last=cfg.zero_init_last, bias=cfg.bias)
@@ -73,13 +75,17 @@ def vpg_losses(env_id: str, steps: list[int], seed: int) -> tuple[nn.Module, dic
     return policy, {k: -(torch.stack(log_probs[:k]) * adv[:k]).sum() / k for k in steps}
 
 
-def dqn_losses(env_id: str, steps: list[int], seed: int) -> tuple[nn.Module, dict[int, torch.Tensor]]:
+def dqn_losses(
+    env_id: str, steps: list[int], seed: int, env_kwargs: list[str] | None = None
+) -> tuple[nn.Module, dict[int, torch.Tensor]]:
     """DQN's TD loss on a batch of the first k transitions, for each k."""
-    q, td_loss_of_first = dqn_td_problem(env_id, max(steps), seed)
+    q, td_loss_of_first = dqn_td_problem(env_id, max(steps), seed, env_kwargs)
     return q, {k: td_loss_of_first(k) for k in steps}
 
 
-def dqn_td_problem(env_id: str, transitions: int, seed: int) -> tuple[nn.Module, Callable[[int], torch.Tensor]]:
+def dqn_td_problem(
+    env_id: str, transitions: int, seed: int, env_kwargs: list[str] | None = None
+) -> tuple[nn.Module, Callable[[int], torch.Tensor]]:
     """DQN's online network and ``k -> TD loss on the first k of ``transitions`` replayed transitions``.
 
     Built by DQN's own pieces: ``make_dqn_env``, ``make_qnet`` for the online and the target
@@ -96,7 +102,10 @@ def dqn_td_problem(env_id: str, transitions: int, seed: int) -> tuple[nn.Module,
 
     cfg = dqn.resolve(
         dqn.Config(
-            env=EnvConfig(env=env_id), batch_size=transitions, learning_starts=transitions, buffer_size=transitions + 256
+            env=EnvConfig(env=env_id, env_kwargs=list(env_kwargs or [])),
+            batch_size=transitions,
+            learning_starts=transitions,
+            buffer_size=transitions + 256,
         )
     )
     env = dqn.make_dqn_env(cfg)
@@ -131,7 +140,7 @@ def dqn_td_problem(env_id: str, transitions: int, seed: int) -> tuple[nn.Module,
     return q, td_loss_of_first
 
 
-LOSSES: dict[str, Callable[[str, list[int], int], tuple[nn.Module, dict[int, torch.Tensor]]]] = {
+LOSSES: dict[str, Callable[..., tuple[nn.Module, dict[int, torch.Tensor]]]] = {
     "vpg": vpg_losses,
     "dqn": dqn_losses,
 }
@@ -141,6 +150,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("algo", choices=sorted(LOSSES), help="whose loss to draw: vpg (policy loss) or dqn (TD loss)")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 3], help="draw the loss after each of these steps")
     parser.add_argument("--env", default="CartPole-v1", help="env to play the steps in (default: CartPole-v1)")
+    parser.add_argument(
+        "--env-kwargs",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword arguments for gym.make, as train takes them (e.g. --env-kwargs is_slippery=False)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the network and the env (default: 1)")
     parser.add_argument("--out", default="graphs", help="output directory (default: graphs)")
     parser.add_argument(
@@ -156,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     if any(k < 1 for k in args.steps):
         raise UserError(f"--steps must be >= 1, got {args.steps}")
     steps = sorted(set(args.steps))
-    model, losses = LOSSES[args.algo](args.env, steps, args.seed)
+    given = {"env_kwargs": args.env_kwargs} if args.env_kwargs else {}  # a LOSSES entry may take only (env, steps, seed)
+    model, losses = LOSSES[args.algo](args.env, steps, args.seed, **given)
     out = Path(args.out)
     pngs = []
     for k, loss in losses.items():
