@@ -102,10 +102,10 @@ def test_td_loss_bootstraps_through_truncation_not_termination():
         truncated=np.array([True, False, False]),
         indices=np.arange(3),
     )
-    loss, _ = dqn.td_loss(q, target, batch, slice(None), cfg, torch.device("cpu"))
+    loss, _, _ = dqn.td_loss(q, target, batch, slice(None), cfg, torch.device("cpu"))
     # targets: truncated 1 + 0.5 * 4 = 3; terminated 1; ordinary 3. Q = 0, so mse = (9 + 1 + 9) / 3.
     assert float(loss.detach()) == pytest.approx(19 / 3)
-    half, _ = dqn.td_loss(q, target, batch, slice(0, 2), cfg, torch.device("cpu"))
+    half, _, _ = dqn.td_loss(q, target, batch, slice(0, 2), cfg, torch.device("cpu"))
     assert float(half.detach()) == pytest.approx(10 / 3)  # a share is divided by the full batch: shares add up
 
 
@@ -125,7 +125,11 @@ CARTPOLE = {
 }
 
 
-@pytest.mark.parametrize("extra", [{}, pytest.param({"n_step": 3}, marks=pytest.mark.slow)], ids=["one-step", "3-step"])
+@pytest.mark.parametrize(
+    "extra",
+    [{}, pytest.param({"n_step": 3}, marks=pytest.mark.slow), {"n_step": 3, "prioritized": True, "per_beta_steps": 1000}],
+    ids=["one-step", "3-step", "prioritized"],
+)
 def test_exact_resume_with_checkpoint_replay(tmp_path, extra):
     straight = dqn.train(config(tmp_path, name="straight", total_steps=1500, checkpoint_replay=True, **CARTPOLE, **extra))
     first = dqn.train(config(tmp_path, name="stopped", total_steps=700, checkpoint_replay=True, **CARTPOLE, **extra))
@@ -149,6 +153,10 @@ def test_exact_resume_with_checkpoint_replay(tmp_path, extra):
         for name, tensor in a["learner"][key].items():
             assert torch.equal(tensor, b["learner"][key][name]), (key, name)
     assert a["rng"] == b["rng"]
+    if extra.get("prioritized"):
+        saved = [np.load(run / "checkpoints" / "replay" / "priorities.npy") for run in (straight, resumed)]
+        np.testing.assert_array_equal(*saved)
+        assert len(np.unique(saved[0])) > 100, "the priorities were never updated from TD errors"
 
 
 def test_resume_without_replay_refills_before_learning(tmp_path, capsys):

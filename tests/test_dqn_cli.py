@@ -34,7 +34,8 @@ def test_help_names_the_dqn_knobs():
         "--lr --gamma --batch-size --buffer-size --learning-starts --train-every --target-update-every --tau --eps-start "
         "--eps-end --eps-decay-steps --eps-schedule --loss --clip-grad-value --clip-grad-norm --optimizer --double --net "
         "--checkpoint-replay --learner-threads --noop-max --frame-skip --screen --frame-stack --clip-rewards "
-        "--episodic-life --fire-reset --actions --channels-last --autocast --preset --n-step --dueling"
+        "--episodic-life --fire-reset --actions --channels-last --autocast --preset --n-step --dueling "
+        "--prioritized --per-alpha --per-beta --per-beta-steps"
     )
     for flag in knobs.split():
         assert flag in out, flag

@@ -45,6 +45,7 @@ class Batch(NamedTuple):
     truncated: np.ndarray  # (B,) bool: a time limit, still bootstrap
     indices: np.ndarray  # (B,) int64 slot indices, for tests and debugging
     discounts: np.ndarray | None = None  # (B,) float32 gamma^m of n-step returns; None: one step, gamma
+    weights: np.ndarray | None = None  # (B,) float32 importance weights of prioritized replay; None: uniform
 
 
 class FrameReplayBuffer:

@@ -157,3 +157,33 @@ def dueling_aggregate(value: torch.Tensor, advantages: torch.Tensor) -> torch.Te
     tensor([[ 3.,  1., -1.]])
     """
     return value + advantages - advantages.mean(dim=1, keepdim=True)
+
+
+def priority(td_errors: np.ndarray, alpha: float, floor: float = 1e-3) -> np.ndarray:
+    """Sampling priority p^alpha of transitions with TD errors ``td_errors``: p = |delta| + floor.
+
+    Proportional prioritization (Schaul et al. 2016, sec. 3.3). alpha = 0 is uniform sampling,
+    1 samples in proportion to the error; the floor keeps a transition learned perfectly
+    sampleable, so its error can be seen to grow again.
+
+    >>> priority(np.array([0.0, -0.999, 3.999]), 0.5).tolist()
+    [0.03162277660168379, 1.0, 2.0]
+    """
+    return (np.abs(td_errors).astype(np.float64) + floor) ** alpha
+
+
+def importance_weights(probs: np.ndarray, beta: float) -> np.ndarray:
+    """(1 / P(i))^beta, divided by the largest in the batch, for transitions drawn with probability P(i).
+
+    Prioritized sampling changes the distribution the TD update averages over; weighting each
+    row by 1 / (N P(i)) undoes that (beta = 1), and N cancels in the division by the maximum,
+    which only keeps the step size from growing (Schaul et al. 2016, sec. 3.4). Rare rows get
+    weight 1, frequent rows less.
+
+    >>> importance_weights(np.array([0.5, 0.125, 0.25]), 1.0).tolist()
+    [0.25, 1.0, 0.5]
+    >>> importance_weights(np.array([0.5, 0.125]), 0.0).tolist()  # beta 0: no correction
+    [1.0, 1.0]
+    """
+    weights = probs.astype(np.float64) ** -beta
+    return (weights / weights.max()).astype(np.float32)

@@ -40,6 +40,7 @@ import dataclasses
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,10 +62,11 @@ from dirtyrl.checkpoint import (
 from dirtyrl import hardware
 from dirtyrl.debug import Instruments, attach
 from dirtyrl.config import DebugConfig, EnvConfig, RunConfig, arg, check_positive, check_run_config
-from dirtyrl.dqn_maths import clip_reward, epsilon_at, next_state_value, polyak_update, td_target
+from dirtyrl.dqn_maths import clip_reward, epsilon_at, linear_schedule, next_state_value, polyak_update, td_target
 from dirtyrl.envs import check_env_id, episode_seed, is_pong, make_env, solved_threshold
 from dirtyrl.envs.atari_dqn import SCREENS, is_atari, make_atari_dqn
 from dirtyrl.errors import UserError
+from dirtyrl.prioritized import PrioritizedReplayBuffer
 from dirtyrl.qnets import NETS, make_qnet
 from dirtyrl.resources import check_replay_buffer
 from dirtyrl.runcontrol import EpisodeGuard, steps_left
@@ -162,6 +164,14 @@ class Config:
         "Double DQN: the online net picks a', the target net values it; "
         "per-env default: false Atari (CleanRL), true otherwise",
     )
+    prioritized: bool | None = arg(
+        None,
+        "prioritized replay: draw transitions in proportion to (|TD error| + 0.001)^alpha and weight "
+        "each row's loss by (1/P)^beta (Schaul et al. 2016); per-env default: false",
+    )
+    per_alpha: float = arg(0.6, "prioritized replay: how strongly priorities skew sampling (0 = uniform)")
+    per_beta: float = arg(0.4, "prioritized replay: importance-weight exponent at the start, annealed linearly to 1")
+    per_beta_steps: int = arg(1_000_000, "prioritized replay: agent steps over which beta reaches 1")
     eps_start: float | None = arg(None, "initial exploration rate; per-env default: 1.0")
     eps_end: float | None = arg(None, "final exploration rate; per-env default: 0.01 Atari, 0.02 otherwise")
     eps_decay_steps: int | None = arg(
@@ -228,6 +238,7 @@ PRESETS = {
         "clip_grad_norm": 0.0,
         "optimizer": "adam",
         "double": False,
+        "prioritized": False,
         "eps_start": 1.0,
         "eps_end": 0.01,
         "eps_decay_steps": 1_000_000,
@@ -253,6 +264,7 @@ PRESETS = {
         "clip_grad_norm": 10.0,
         "optimizer": "adam",
         "double": True,
+        "prioritized": False,
         "eps_start": 1.0,
         "eps_end": 0.02,
         "eps_decay_steps": 5000,
@@ -308,10 +320,11 @@ def resolve(cfg: Config) -> Config:
         history=cfg.history,
         log_every=cfg.log_every,
         n_step=cfg.n_step,
+        per_beta_steps=cfg.per_beta_steps,
     )
     if any(h <= 0 for h in cfg.hidden):
         raise UserError(f"--hidden widths must be > 0, got {cfg.hidden}")
-    for name in ("gamma", "tau", "eps_start", "eps_end"):
+    for name in ("gamma", "tau", "eps_start", "eps_end", "per_alpha", "per_beta"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise UserError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}")
     if cfg.tau == 0:
@@ -408,10 +421,12 @@ def greedy_action(q: nn.Module, obs: np.ndarray, device: torch.device, cfg: Conf
 
 def td_loss(
     q: nn.Module, target: nn.Module, batch: Batch, rows: slice, cfg: Config, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed TD loss of ``batch[rows]`` divided by the full batch size, and the summed Q(s, a).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed TD loss of ``batch[rows]`` divided by the full batch size, the summed Q(s, a), and
+    the rows' TD errors y - Q(s, a) (detached: prioritized replay's new priorities).
 
     Dividing by the full batch size makes the shares of a split batch add up to the mean loss.
+    With prioritized replay each row's loss is scaled by its importance weight.
     """
     obs = torch.from_numpy(batch.obs[rows]).to(device)  # (b, 4, 84, 84) uint8: the net divides by 255
     next_obs = torch.from_numpy(batch.next_obs[rows]).to(device)
@@ -431,7 +446,9 @@ def td_loss(
         per_row = F.smooth_l1_loss(q_taken, y, reduction="none")
     else:
         per_row = F.mse_loss(q_taken, y, reduction="none")
-    return per_row.sum() / cfg.batch_size, q_taken.detach().sum()
+    if batch.weights is not None:
+        per_row = per_row * torch.from_numpy(batch.weights[rows]).to(device)
+    return per_row.sum() / cfg.batch_size, q_taken.detach().sum(), (y - q_taken).detach()
 
 
 class Learner:
@@ -454,12 +471,16 @@ class Learner:
         self.target_sync_due = False
         self.updates = 0
         self.instruments: Instruments | None = None  # set by train() once the run dir exists
+        # Prioritized replay: called with (slots, TD errors) after each update, to reprioritize them.
+        self.on_td_errors: Callable[[np.ndarray, np.ndarray], None] | None = None
         self._last = (torch.tensor(float("nan")), torch.tensor(float("nan")))  # (loss, summed Q), as tensors
 
-    def _helper_share(self, batch: Batch, rows: slice) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
-        loss, q_sum = td_loss(self.q, self.target, batch, rows, self.cfg, self.device)
+    def _helper_share(
+        self, batch: Batch, rows: slice
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor, torch.Tensor]:
+        loss, q_sum, td = td_loss(self.q, self.target, batch, rows, self.cfg, self.device)
         # autograd.grad, not backward(): the helper must not write .grad while the main thread does.
-        return torch.autograd.grad(loss, self.params), loss.detach(), q_sum
+        return torch.autograd.grad(loss, self.params), loss.detach(), q_sum, td
 
     def _replay(self, batch: Batch) -> None:
         """The whole minibatch's loss and backward again: a NaN trap replays it to name the op."""
@@ -478,7 +499,7 @@ class Learner:
         batch, future = self.pending
         self.pending = None
         own = slice(0, self.cfg.batch_size - self.helper_rows) if future is not None else slice(None)
-        loss, q_sum = td_loss(self.q, self.target, batch, own, self.cfg, self.device)
+        loss, q_sum, td = td_loss(self.q, self.target, batch, own, self.cfg, self.device)
         self.optimizer.zero_grad(set_to_none=True)
         if self.instruments is not None:
             self.instruments.before_backward(self.updates, env_step)  # traps: nothing left from the last update
@@ -486,9 +507,9 @@ class Learner:
         if future is not None:
             # Balance the split: if the helper was already done, it gets one more row next time.
             step = 1 if future.done() else -1
-            grads, helper_loss, helper_q = future.result()
+            grads, helper_loss, helper_q, helper_td = future.result()
             torch._foreach_add_([p.grad for p in self.params], grads)
-            loss, q_sum = loss + helper_loss, q_sum + helper_q
+            loss, q_sum, td = loss + helper_loss, q_sum + helper_q, torch.cat([td, helper_td])
             self.helper_rows = min(max(self.helper_rows + step, 1), self.cfg.batch_size - 1)
         # Gradients of the whole minibatch are in .grad here, not yet clipped or applied.
         if self.instruments is not None:
@@ -507,6 +528,8 @@ class Learner:
             self.target_sync_due = False
             polyak_update(self.target, self.q, self.cfg.tau)
         self._last = (loss.detach(), q_sum)  # converted only when logged: .item() is a sync on a GPU
+        if self.on_td_errors is not None:
+            self.on_td_errors(batch.indices, td.float().cpu().numpy())
         return True
 
     @property
@@ -684,6 +707,9 @@ def log_learning(
     logger.scalar("charts/replay_fill", buffer.fill, step)
     logger.scalar("charts/sps", sps, step)
     logger.scalar("charts/updates", learner.updates, step)
+    if isinstance(buffer, PrioritizedReplayBuffer):
+        logger.scalar("charts/per_beta", buffer.beta, step)
+        logger.scalar("charts/per_max_priority", buffer.max_priority, step)
     progress.update(
         step,
         stats.episodes,
@@ -753,6 +779,8 @@ def play_episode(
         if c.env_step >= c.learn_from and c.env_step % cfg.train_every == 0:
             # Sampled first: with two threads this overlaps the helper's share of the update
             # still in flight (started train_every steps ago), which the next line completes.
+            if cfg.prioritized:
+                buffer.beta = linear_schedule(c.env_step, cfg.per_beta, 1.0, cfg.per_beta_steps)
             batch = buffer.sample(cfg.batch_size, rng, cfg.n_step, cfg.gamma)
             learner.finish(c.env_step)
             learner.start(batch)
@@ -792,7 +820,19 @@ def train(cfg: Config) -> Path:
         raise UserError(str(exc)) from exc
     cfg, hardware = choose_hardware(cfg, q, target, obs_shape, device)
     learner = Learner(q, target, cfg, device)
-    buffer = FrameReplayBuffer(cfg.buffer_size, frame_shape, history, env.observation_space.dtype, env.action_space.n)
+    if cfg.prioritized:
+        buffer = PrioritizedReplayBuffer(
+            cfg.buffer_size,
+            frame_shape,
+            history,
+            env.observation_space.dtype,
+            env.action_space.n,
+            alpha=cfg.per_alpha,
+            n_step=cfg.n_step,
+        )
+        learner.on_td_errors = buffer.update_priorities
+    else:
+        buffer = FrameReplayBuffer(cfg.buffer_size, frame_shape, history, env.observation_space.dtype, env.action_space.n)
     rng = np.random.default_rng(cfg.run.seed)  # the one stream for exploration and replay sampling
     stats = EpisodeStats(cfg.run.ema, threshold)
     c, ckpt = Counters(learn_from=cfg.learning_starts), None
