@@ -9,8 +9,11 @@ Panels: episode return (and the mean of the last 20) against agent steps, with C
 ``dqn_atari.py`` curve digitised from its published 3-seed plot (-14 at 1M, 0 at 2M, +19.5 at
 4M, 20.25 at 10M); and against wall-clock minutes.
 
+``--compare CSV=LABEL`` (repeatable) adds the mean-of-20 curve of an earlier run, read from the
+CSV this script wrote for it, to both panels.
+
 Run:  python benchmarks/plot_dqn_pong.py [RUN_DIR] [--csv benchmarks/dqn_pong_fast_curve.csv]
-      [--png benchmarks/dqn_pong_fast_curve.png]
+      [--png benchmarks/dqn_pong_fast_curve.png] [--label pong-fast] [--compare CSV=LABEL ...]
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, nargs="?", default=HERE / "out" / "pong-fast")
     parser.add_argument("--csv", type=Path, default=HERE / "dqn_pong_fast_curve.csv")
     parser.add_argument("--png", type=Path, default=HERE / "dqn_pong_fast_curve.png")
+    parser.add_argument("--label", default="pong-fast", help="name of this run in the legend")
+    parser.add_argument("--compare", action="append", default=[], metavar="CSV=LABEL", help="an earlier run's CSV")
     args = parser.parse_args()
 
     steps, wall, returns = read_episodes(args.run_dir)
@@ -93,15 +98,20 @@ def main() -> None:
 
     fig, (ax_steps, ax_wall) = plt.subplots(1, 2, figsize=(12, 4.5))
     ax_steps.plot(steps, returns, ".", ms=3, alpha=0.35, color="tab:blue", label="episode return")
-    ax_steps.plot(steps, mean20, color="tab:blue", label="pong-fast, mean of last 20")
+    ax_steps.plot(steps, mean20, color="tab:blue", label=f"{args.label}, mean of last 20")
     anchor_x, anchor_y = zip(*CLEANRL_ANCHORS, strict=True)
     ax_steps.plot(anchor_x, anchor_y, "s--", color="tab:orange", label="CleanRL dqn_atari.py (digitised)")
     ax_steps.set_xscale("log")
     ax_steps.set_xlim(1e4, max(1.2e7, steps[-1]))
     ax_steps.set_xlabel("agent steps (4 frames each; log scale)")
     ax_wall.plot(wall / 60, returns, ".", ms=3, alpha=0.35, color="tab:blue")
-    ax_wall.plot(wall / 60, mean20, color="tab:blue", label="pong-fast, mean of last 20")
+    ax_wall.plot(wall / 60, mean20, color="tab:blue", label=f"{args.label}, mean of last 20")
     ax_wall.set_xlabel("wall-clock minutes of training")
+    for spec, color in zip(args.compare, ("tab:gray", "tab:green", "tab:purple"), strict=False):
+        path, _, label = spec.partition("=")
+        old = np.genfromtxt(path, delimiter=",", names=True)
+        ax_steps.plot(old["env_step"], old["mean_last_20"], color=color, lw=1, label=f"{label}, mean of last 20")
+        ax_wall.plot(old["wall_seconds"] / 60, old["mean_last_20"], color=color, lw=1, label=f"{label}, mean of last 20")
     for ax in (ax_steps, ax_wall):
         ax.axhline(0, color="gray", lw=0.8)
         ax.axhline(18, color="gray", lw=0.8, ls=":")
@@ -109,7 +119,7 @@ def main() -> None:
         ax.set_ylabel("episode return")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle(f"DQN pong-fast on Pong ({args.run_dir.name}): {steps[-1]:,} steps, {wall[-1] / 60:.0f} min")
+    fig.suptitle(f"DQN {args.label} on Pong ({args.run_dir.name}): {steps[-1]:,} steps, {wall[-1] / 60:.0f} min")
     fig.tight_layout()
     fig.savefig(args.png, dpi=90)
     print(f"wrote {args.csv} and {args.png}")
