@@ -10,13 +10,15 @@
 # of 40x40 frames, ~160 MiB). Unattended:
 #   setsid nohup benchmarks/dqn_pong_fast.sh > benchmarks/out/pong-fast.log 2>&1 < /dev/null &
 # Curve: python benchmarks/plot_dqn_pong.py benchmarks/out/pong-fast
-# Usage: benchmarks/dqn_pong_fast.sh [RUN_DIR] [TOTAL_STEPS] [SECONDS] [SEED]
+# Usage: benchmarks/dqn_pong_fast.sh [RUN_DIR] [TOTAL_STEPS] [SECONDS] [SEED] [EXTRA FLAGS...]
+#   e.g. benchmarks/dqn_pong_fast.sh benchmarks/out/pong-fast-2t 3000000 3600 1 --learner-threads 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_DIR=${1:-benchmarks/out/pong-fast}
 TOTAL_STEPS=${2:-3000000}
 SECONDS_LIMIT=${3:-172800}
 SEED=${4:-1}
+EXTRA=("${@:5}")
 PYTHON=${PYTHON:-.venv/bin/python}
 CKPT="$RUN_DIR/checkpoints/latest.pt"
 RESUME=()
@@ -25,6 +27,6 @@ lscpu | grep -E "Model name" || true
 export OMP_NUM_THREADS=1
 # timeout sends SIGINT: the run writes a checkpoint and summary.json before it exits.
 timeout --signal=INT "$SECONDS_LIMIT" "$PYTHON" -m dirtyrl.cli train dqn --env pong --preset pong-fast --sticky 0 \
-  --seed "$SEED" --threads 1 --learner-threads 1 --total-steps "$TOTAL_STEPS" --checkpoint-replay \
-  --checkpoint-every 2500 --target-return 18 --progress on --run-dir "$RUN_DIR" "${RESUME[@]}" \
+  --seed "$SEED" --threads 1 --total-steps "$TOTAL_STEPS" --checkpoint-replay \
+  --checkpoint-every 2500 --target-return 18 --progress on --run-dir "$RUN_DIR" "${RESUME[@]}" "${EXTRA[@]}" \
   || [[ $? -eq 124 || $? -eq 130 ]]
