@@ -73,7 +73,7 @@ def test_only_complete_transitions_are_drawn_even_after_the_buffer_wraps(n_step)
         seen |= set(batch.indices.tolist())
         buf.update_priorities(batch.indices, rng.normal(size=32))
     assert seen == allowed
-    weights = buf.tree.leaves(np.arange(50))
+    weights = buf.prefix.leaves(np.arange(50))
     assert np.all(weights[sorted(allowed)] > 0) and np.all(np.delete(weights, sorted(allowed)) == 0)
 
 
@@ -91,7 +91,7 @@ def test_draws_follow_priorities_and_new_transitions_get_the_largest():
     np.testing.assert_allclose(counts / counts.sum(), priority(errors, 1.0) / priority(errors, 1.0).sum(), atol=2e-4)
     buf.add(0, 0.0, fill_vector, False, False)  # slot 11, never learned from yet
     buf.sample(1, rng)  # the sums catch up with new writes at the next draw
-    assert buf.tree.leaves(np.array([11]))[0] == pytest.approx(9.001)
+    assert buf.prefix.leaves(np.array([11]))[0] == pytest.approx(9.001)
 
 
 def test_sampled_batches_carry_the_importance_weights_of_their_draw():
@@ -101,7 +101,7 @@ def test_sampled_batches_carry_the_importance_weights_of_their_draw():
     buf.update_priorities(np.arange(1, 30), rng.normal(size=29))
     buf.beta = 0.5
     batch = buf.sample(16, rng, 3, 0.99)
-    probs = buf.tree.leaves(batch.indices) / buf.tree.total
+    probs = buf.prefix.leaves(batch.indices) / buf.prefix.total
     np.testing.assert_allclose(batch.weights, probs**-0.5 / (probs**-0.5).max(), rtol=1e-6)
     assert batch.discounts is not None  # still the n-step batch
     with pytest.raises(ValueError, match="n_step=3"):

@@ -103,8 +103,8 @@ class PrioritizedReplayBuffer(FrameReplayBuffer):
         self.beta = 1.0  # set by the learner's schedule before each draw
         self.priorities = np.zeros(self.capacity, np.float64)  # p^alpha as last set, valid or not
         self.max_priority = 1.0  # largest p^alpha so far: what a new transition gets
-        self.tree = PrefixSums(self.capacity)
-        self._stale: list[int] = []  # global indices written since the tree last caught up
+        self.prefix = PrefixSums(self.capacity)
+        self._stale: list[int] = []  # global indices written since the sums last caught up
 
     def _write(self, frame: np.ndarray, action: int, reward: float, terminated: bool, truncated: bool, pos: int) -> None:
         self.priorities[self.added % self.capacity] = self.max_priority
@@ -112,7 +112,7 @@ class PrioritizedReplayBuffer(FrameReplayBuffer):
         super()._write(frame, action, reward, terminated, truncated, pos)
 
     def _refresh(self, slots: np.ndarray) -> None:
-        """Recompute the tree's leaves for ``slots`` from their priorities and whether they can be sampled."""
+        """Recompute the weights in the running sums for ``slots`` from their priorities and whether they can be sampled."""
         if len(slots) == 0:
             return
         slots = np.asarray(slots, np.int64) % self.capacity
@@ -120,10 +120,10 @@ class PrioritizedReplayBuffer(FrameReplayBuffer):
         index = newest - (newest - slots) % self.capacity  # the global index each slot holds now
         lo, hi = self._sample_range()
         sampleable = (index >= lo) & (index < hi - (self.n_step - 1)) & (self.ep_pos[slots] != 0)
-        self.tree.set(slots, np.where(sampleable, self.priorities[slots], 0.0))
+        self.prefix.set(slots, np.where(sampleable, self.priorities[slots], 0.0))
 
     def _catch_up(self, also: np.ndarray | None = None) -> None:
-        """Bring the tree up to date with the writes since the last draw (each write makes its own
+        """Bring the running sums up to date with the writes since the last draw (each write makes its own
         slot unsampleable, the slot n-1 back sampleable, and one at the old end unsampleable) and
         with the slots ``also``, in one pass."""
         written = np.array(self._stale, np.int64)
@@ -138,15 +138,15 @@ class PrioritizedReplayBuffer(FrameReplayBuffer):
             raise ValueError(f"this buffer was built for n_step={self.n_step}, sampled with {n_step}")
         if self._stale:
             self._catch_up()
-        total = self.tree.total
+        total = self.prefix.total
         if total <= 0:
             raise ValueError("the buffer holds no complete transition yet")
         values = (np.arange(batch_size) + rng.random(batch_size)) * (total / batch_size)
-        return self.tree.find(values)
+        return self.prefix.find(values)
 
     def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1, gamma: float = 0.99) -> Batch:
         batch = super().sample(batch_size, rng, n_step, gamma)
-        probs = self.tree.leaves(batch.indices) / self.tree.total
+        probs = self.prefix.leaves(batch.indices) / self.prefix.total
         return batch._replace(weights=importance_weights(probs, self.beta))
 
     def update_priorities(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
