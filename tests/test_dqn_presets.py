@@ -40,7 +40,14 @@ def dataclasses_equal_but_preset(a: dqn.Config, b: dqn.Config) -> bool:
 
 def test_pong_fast_preset_fills_defaults_and_explicit_flags_win():
     fast = dqn.resolve(cfg(preset="pong-fast"))
-    assert (fast.net, fast.screen, fast.n_step, fast.dueling, fast.double) == ("mnih2013", "gray40", 3, True, True)
+    assert (fast.net, fast.screen, fast.n_step, fast.dueling, fast.double, fast.prioritized) == (
+        "mnih2013",
+        "gray40",
+        3,
+        True,
+        True,
+        True,
+    )
     assert (fast.buffer_size, fast.learning_starts, fast.eps_decay_steps, fast.target_update_every) == (
         100_000,
         10_000,
@@ -49,8 +56,9 @@ def test_pong_fast_preset_fills_defaults_and_explicit_flags_win():
     )
     # A field the preset leaves out comes from the env's own preset.
     assert fast.optimizer == "adam"
-    overridden = dqn.resolve(cfg(preset="pong-fast", n_step=1, lr=3e-4, screen="gray84"))
+    overridden = dqn.resolve(cfg(preset="pong-fast", n_step=1, lr=3e-4, screen="gray84", prioritized=False))
     assert (overridden.n_step, overridden.lr, overridden.screen, overridden.net) == (1, 3e-4, "gray84", "mnih2013")
+    assert overridden.prioritized is False
 
 
 def test_bad_n_step_and_mlp_dueling_are_user_errors():
