@@ -31,7 +31,7 @@ def filled(kind: str, capacity: int) -> FrameReplayBuffer:
     else:
         buf = PrioritizedReplayBuffer(capacity, FRAME, HISTORY, alpha=0.6, n_step=N_STEP)
     frame = np.zeros(FRAME, np.uint8)
-    for episode in range(capacity // 2 // 1000):
+    for _ in range(capacity // 2 // 1000):
         buf.start_episode(frame)
         for t in range(1000):
             buf.add(t % 3, 0.0, frame, False, t == 999)
