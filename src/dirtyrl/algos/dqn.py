@@ -274,9 +274,9 @@ PRESETS = {
     # the playing field at 40x40 and the 2013 net (1/20 of the Nature net's compute at 84x84),
     # 3-step returns, Double DQN, a dueling head and prioritized replay (Hessel et al. 2018 rank
     # prioritized replay and n-step as the largest single gains; on Pong, prioritized replay
-    # brought the last-20 mean above -10 in ~350k agent steps instead of 653k:
-    # benchmarks/RESULTS.md), a 100k buffer, a short heat-up and exploration schedule (Lapan,
-    # Deep RL Hands-On ch. 8, solves Pong in a few hundred thousand steps with these).
+    # brought the last-20 mean above -10 in 353k and 504k agent steps (two seeds) instead of
+    # 653k: benchmarks/RESULTS.md), a 100k buffer, a short heat-up and exploration schedule
+    # (Lapan, Deep RL Hands-On ch. 8, solves Pong in a few hundred thousand steps with these).
     # Fields it leaves out come from the env's own preset.
     "pong-fast": {
         "net": "mnih2013",
