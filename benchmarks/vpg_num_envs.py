@@ -6,13 +6,14 @@ hits all alike (the medians are reported):
 - random:  ``train random --env pong`` on one core (``taskset -c 0``), the env's own speed;
 - one-env: ``train vpg --env pong`` on the same core, the seed's loop (``--num-envs 1``);
 - N envs:  ``train vpg --env pong --num-envs N`` on both cores, with each ``--vector-env``:
-  ``procs`` (the one-env loop's envs in one worker process per core; the trainer acts for
-  one worker's games while the other emulates) and ``ale`` (ale-py's C++ vector env, its
-  threads in the trainer's process, all games in lockstep).
+  ``procs`` (the one-env loop's envs in one worker process per core, each acting for its own
+  games a chunk of steps at a time) and ``ale`` (ale-py's C++ vector env, its threads in the
+  trainer's process, all games in lockstep);
+- 2 workers: ``train vpg --env pong --workers 2`` on both cores, the other way to use them.
 
 Ratios: one-env / random (the loop against the env's own speed on one core; target >= 0.9)
-and N envs / one-env (both cores; target >= 1.7). steps/s is summary.json's
-``steps_per_second``: env steps over training wall time, updates included.
+and each two-core configuration / one-env (target >= 1.7 for N envs). steps/s is
+summary.json's ``steps_per_second``: env steps over training wall time, updates included.
 
 Run:  python benchmarks/vpg_num_envs.py [ROUNDS] [EPISODES] [NUM_ENVS]
 """
@@ -52,6 +53,7 @@ def main(rounds: int = 3, episodes: int = 40, num_envs: int = 10) -> None:
         "one-env": (["vpg"], "0"),
         f"{num_envs} envs procs": (["vpg", "--num-envs", str(num_envs), "--vector-env", "procs"], both),
         f"{num_envs} envs ale": (["vpg", "--num-envs", str(num_envs), "--vector-env", "ale"], both),
+        "2 workers": (["vpg", "--workers", "2"], both),
     }
     sps: dict[str, list[float]] = {name: [] for name in configs}
     idle: dict[str, list[float]] = {name: [] for name in configs}
@@ -65,15 +67,15 @@ def main(rounds: int = 3, episodes: int = 40, num_envs: int = 10) -> None:
                     idle[name].append(summary["idle_env_steps"] / (summary["idle_env_steps"] + summary["env_steps"]))
             print(f"round {r}: " + ", ".join(f"{n} {v[-1]:.0f}" for n, v in sps.items()), flush=True)
     names = list(configs)
-    ratios = " | one-env / random | procs / one-env | ale / one-env |"
+    ratios = " | one-env / random | procs / one-env | ale / one-env | workers / one-env |"
     print("| round | " + " | ".join(f"{n} steps/s" for n in names) + ratios)
-    print("|---:|" + "---:|" * (len(names) + 3))
-    for r in range(rounds):
-        a, b, c, d = (sps[n][r] for n in names)
-        print(f"| {r} | {a:.0f} | {b:.0f} | {c:.0f} | {d:.0f} | {b / a:.3f} | {c / b:.2f} | {d / b:.2f} |")
-    a, b, c, d = (statistics.median(sps[n]) for n in names)
-    print(f"| median | {a:.0f} | {b:.0f} | {c:.0f} | {d:.0f} | **{b / a:.3f}** | **{c / b:.2f}** | **{d / b:.2f}** |")
-    for name in names[2:]:
+    print("|---:|" + "---:|" * (len(names) + 5))
+    rows = [(str(r), [sps[n][r] for n in names], "") for r in range(rounds)]
+    rows.append(("median", [statistics.median(sps[n]) for n in names], "**"))
+    for label, (a, b, c, d, e), bold in rows:
+        ratio = f"{bold}{b / a:.3f}{bold} | " + " | ".join(f"{bold}{x / b:.2f}{bold}" for x in (c, d, e))
+        print(f"| {label} | {a:.0f} | {b:.0f} | {c:.0f} | {d:.0f} | {e:.0f} | {ratio} |")
+    for name in names[2:4]:
         print(f"idle env steps, {name}: {100 * statistics.median(idle[name]):.1f}% of all env steps (median)")
 
 

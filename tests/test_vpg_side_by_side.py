@@ -24,7 +24,7 @@ from dirtyrl.algos import vpg
 from dirtyrl.config import EnvConfig, RunConfig
 from dirtyrl.envs import make_env
 from dirtyrl.envs.pong import difference_frame, preprocess_pong
-from dirtyrl.envs.vector import AtariBatch, GymBatch, ProcessBatch, make_batch, pong_batch
+from dirtyrl.envs.vector import AtariBatch, GymBatch, ProcessBatch, make_batch, play_chunk, pong_batch
 from dirtyrl.nets import KarpathyPolicy
 from dirtyrl.runcontrol import LongEpisodes
 
@@ -134,7 +134,7 @@ def test_batched_sampling_follows_the_one_sample_rule():
 # ---------------------------------------------------------------------------------------------
 
 
-def play(envs, indices, may_start=lambda index, started, steps: True, rules=None):
+def play(envs, indices, may_start=lambda index, started, steps: True, rules=None, chunk=vpg.SIDE_BY_SIDE_CHUNK):
     policy = KarpathyPolicy(int(np.prod(envs.observation_space.shape)), int(envs.action_space.n), 8, True, True)
     ended = []
     episodes, idle = vpg.play_side_by_side(
@@ -148,6 +148,7 @@ def play(envs, indices, may_start=lambda index, started, steps: True, rules=None
         lambda count=1: None,
         lambda won: None,
         lambda index, ep: ended.append(index),
+        chunk,
     )
     return episodes, idle, ended
 
@@ -174,13 +175,14 @@ def test_no_episode_starts_once_the_limit_is_reached():
 def test_procs_plays_the_episodes_of_the_lockstep_loop_and_never_steps_a_waiting_slot():
     """Sticky actions off, ale-py's C++ env and the one-env loop's env play the same Pong games.
     The per-group loop over worker processes (3 groups, 2 workers) then gives the very episodes
-    of the lockstep loop; and where the lockstep env steps its waiting slots, procs does not."""
+    of the lockstep loop, a step at a time; and where the lockstep env steps its waiting slots,
+    procs does not."""
     probe = make_env("pong", sticky=0.0)
     procs = make_batch("pong", 3, 2, sticky=0.0, probe=probe, backend="procs")
     ale = make_batch("pong", 3, 2, sticky=0.0, probe=probe, backend="ale")
     assert len(procs.groups) == 3 and procs.owner == [0, 1, 0]
-    a, idle_a, ended_a = play(procs, [0, 1, 2, 3])
-    b, idle_b, ended_b = play(ale, [0, 1, 2, 3])
+    a, idle_a, ended_a = play(procs, [0, 1, 2, 3], chunk=1)
+    b, idle_b, ended_b = play(ale, [0, 1, 2, 3], chunk=1)
     procs.close()
     ale.close()
     assert ended_a == ended_b and len(a) == 4
@@ -190,6 +192,63 @@ def test_procs_plays_the_episodes_of_the_lockstep_loop_and_never_steps_a_waiting
             np.testing.assert_array_equal(nz_x, nz_y)
             np.testing.assert_array_equal(v_x, v_y)
     assert idle_a == 0 < idle_b
+
+
+@pytest.mark.parametrize("backend", ["procs", "gym"])
+def test_chunks_play_the_episodes_of_single_steps(backend):
+    """One episode per slot, so no slot waits: a chunk of 32 steps (acting in the worker
+    processes for procs) plays exactly the episodes of one step at a time, each from its own
+    generator, across chunk boundaries."""
+
+    def envs():
+        if backend == "gym":
+            return GymBatch(lambda: make_env("CartPole-v1"), 3)
+        return make_batch("pong", 3, 2, sticky=0.0, probe=make_env("pong", sticky=0.0), backend="procs")
+
+    runs = []
+    for chunk in (1, 32):
+        batch = envs()
+        runs.append(play(batch, [4, 5, 6], chunk=chunk))
+        batch.close()
+    (a, idle_a, ended_a), (b, idle_b, ended_b) = runs
+    assert sorted(ended_a) == sorted(ended_b) == [4, 5, 6]
+    for x, y in zip(a, b, strict=True):
+        assert x.actions == y.actions and x.rewards == y.rewards and len(x.actions) > 8
+        for o_x, o_y in zip(x.obs, y.obs, strict=True):
+            for part_x, part_y in zip(o_x if backend == "procs" else [o_x], o_y if backend == "procs" else [o_y], strict=True):
+                np.testing.assert_array_equal(part_x, part_y)
+    assert (idle_a > 0) == (idle_b > 0) == (backend == "gym")  # the lockstep envs step a slot that is done
+
+
+class FirstAction:
+    """An actor that always plays action 1 and stores the observation's first number."""
+
+    def act(self, obs, uniforms):
+        return [float(o[0]) for o in obs], np.ones(len(obs), np.int64)
+
+
+def test_a_chunk_gives_a_fire_press_reward_to_the_step_before_and_stops_when_an_episode_ends():
+    """Slot 0 presses FIRE (forced) at the chunk's first step, whose reward belongs to the last
+    chunk, and again at the third, whose reward joins the second's; slot 2's episode ends at
+    the fourth step, which ends the chunk for both. Slot 1 plays no part."""
+    obs = np.arange(3, dtype=np.float64)[:, None]
+    fire_next = np.array([True, False, False])
+    forced_at, rewards_0, sent = [True, False, True, False], [5.0, 1.0, 2.0, 1.0], []
+
+    def step(live, actions):
+        t = len(sent)
+        sent.append(actions.tolist())
+        fire_next[0] = t + 1 < 4 and forced_at[t + 1]
+        done = np.array([False, t == 3])
+        return obs[live] + 10, np.array([rewards_0[t], 10.0]), done, np.zeros(2, bool), np.array([forced_at[t], False])
+
+    rngs = {0: np.random.default_rng(0), 2: np.random.default_rng(1)}
+    played = play_chunk(obs, [0, 2], rngs, FirstAction(), fire_next, step, 32)
+    assert sent == [[0, 1], [1, 1], [0, 1], [1, 1]]  # a forced step sends no action of the actor's
+    assert played[0].carried == 5.0 and played[0].rewards == [3.0, 1.0] and played[0].obs == [10.0, 30.0]
+    assert played[0].actions == [1, 1] and not played[0].done
+    assert played[2].obs == [2.0, 12.0, 22.0, 32.0] and played[2].rewards == [10.0] * 4 and played[2].done
+    assert obs[:, 0].tolist() == [40.0, 1.0, 42.0]
 
 
 def test_a_worker_error_or_death_is_one_clear_error_and_close_frees_everything():
@@ -259,14 +318,18 @@ class Endless(gym.Env):
         return np.full(2, 0.5 * action, np.float32), 0.0, False, False, {}
 
 
-def test_endless_episodes_side_by_side_are_warned_once_and_cut_once_the_budget_is_spent(capsys):
+@pytest.mark.parametrize("chunk, lengths", [(1, [61, 60]), (32, [65, 56])])
+def test_endless_episodes_side_by_side_are_warned_once_and_cut_once_the_budget_is_spent(capsys, chunk, lengths):
+    """The budget's 120 steps are spent in the order the chunks are settled. A step at a time:
+    the second env's episode is cut at its 60th step, the first's at its 61st. 32 at a time:
+    steps 1-32 of each, 33-64 of the first, 33-56 of the second (cut), 65 of the first (cut)."""
     envs = GymBatch(Endless, 2)
-    episodes, _, ended = play(envs, [0, 1, 2, 3], rules=LongEpisodes(bound=50, steps_left=120, fire=False))
+    episodes, _, ended = play(envs, [0, 1, 2, 3], rules=LongEpisodes(bound=50, steps_left=120, fire=False), chunk=chunk)
     err = capsys.readouterr().err
     assert err.count("warning: an episode has lasted 50 steps") == 1
-    # 120 steps spent two at a time: the second env's episode is cut at its 60th step, the first's at its 61st.
-    assert [len(ep.actions) for ep in episodes] == [61, 60] and sorted(ended) == [0, 1]
-    assert "cut at step 60" in err and "cut at step 61" in err
+    assert [len(ep.actions) for ep in episodes] == lengths and sorted(ended) == [0, 1]
+    assert all(f"cut at step {n}" in err for n in lengths)
+    assert all(len(ep.obs) == len(ep.rewards) == n for ep, n in zip(episodes, lengths, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------

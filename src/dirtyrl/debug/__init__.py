@@ -98,6 +98,11 @@ class Instruments:
     def active(self) -> bool:
         return bool(self._on_step or self._on_backward)
 
+    @property
+    def watches_steps(self) -> bool:
+        """Whether an instrument looks at every env step (inspection, rendering, video)."""
+        return bool(self._on_step)
+
     def on_env_step(self, env: Any, env_step: int) -> None:
         """After every env step of the main process (inspection, rendering, video)."""
         if not self._on_step:

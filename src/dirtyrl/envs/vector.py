@@ -1,12 +1,14 @@
 """N copies of an env stepped side by side, for VPG's ``--num-envs``: one batched forward per step.
 
-Three kinds, one interface (``reset(seeds)``, ``groups``, ``send(k, slots, actions)`` /
-``recv(k)`` per group of slots, ``step(actions)`` for all, ``view``, ``fire_next``):
+Three kinds, one interface: ``reset(seeds)``, ``use(actor)`` (the batch's fixed policy),
+``groups``, ``send(k, starts, slots, steps)`` / ``recv(k)`` per group of slots (a chunk of
+``play_chunk``: each playing slot acts and steps until the chunk ends), ``step(actions)`` for
+all (no acting), ``view``:
 
 - ``ProcessBatch`` (``--vector-env procs``, the default for ``pong`` and every ``ALE/<Game>-v5``
-  screen): the one-env loop's own envs (``make_env``), in one worker process per core. The
-  trainer acts for one worker's games while the others emulate, and a slot with no episode
-  left to play is not stepped. Same seeds, same games as ``--num-envs 1``.
+  screen): the one-env loop's own envs (``make_env``), in one worker process per core, each
+  acting for its own games with the batch's actor. A slot with no episode left to play is not
+  stepped. Same seeds, same games as ``--num-envs 1``.
 - ``AtariBatch`` (``--vector-env ale``): ale-py's C++ vector env
   (``ale_py.vector_env.AtariVectorEnv``), whose threads run frame skip, sticky actions and
   FIRE on reset in the trainer's process, all games in lockstep. The seed's preprocessing runs
@@ -33,6 +35,7 @@ filter (rounding in a few pixels); it takes no game modes, so ``--env-kwargs`` o
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -154,11 +157,62 @@ class CppFrames:
         self.venv.close()
 
 
-def _serve(conn, env_id: str, make_kwargs: dict[str, Any], slots: list[int], arrays: dict, watch: bool) -> None:
-    """A ``ProcessBatch`` worker: steps its slots' envs when told, writing into shared memory.
+@dataclass
+class Played:
+    """One slot's steps in a chunk: the stored observations, actions and rewards, in order."""
 
-    Messages: ``("reset", seeds)``, ``("step", slots, actions)`` (only the slots playing),
-    ``None`` (exit). Each gets ``("ok",)`` or ``("error", message)`` back.
+    obs: list = field(default_factory=list)
+    actions: list[int] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    carried: float = 0.0  # reward of a FIRE press before the chunk's first step: the step before's
+    done: bool = False  # its episode ended at the last step
+
+
+def play_chunk(obs: np.ndarray, slots: list[int], rngs: dict, actor, fire_next: np.ndarray, step, steps: int) -> dict:
+    """Up to ``steps`` agent steps of ``slots`` (each playing an episode), acting with ``actor``.
+
+    ``obs`` holds every slot's current observation and is updated in place; ``rngs`` maps each
+    slot to its episode's generator (one uniform per action, for ``actor.act(obs, uniforms) ->
+    (stored, actions)``). ``step(slots, actions)`` steps those slots and returns their (obs,
+    rewards, terminated, truncated, forced); a slot in ``fire_next`` presses FIRE instead of
+    acting (``forced``), and that reward belongs to its step before. The chunk ends early when an
+    episode ends, so the caller can start that slot's next one at once. Returns {slot: Played}.
+    """
+    played = {s: Played() for s in slots}
+    live = np.asarray(slots, np.int64)
+    for _ in range(steps):
+        acting = ~fire_next[live]
+        actions = np.zeros(live.size, np.int64)
+        if acting.any():
+            chosen = live[acting].tolist()
+            stored, actions[acting] = actor.act(obs[live[acting]], np.array([rngs[s].random() for s in chosen]))
+            for s, o, a in zip(chosen, stored, actions[acting].tolist(), strict=True):
+                played[s].obs.append(o)
+                played[s].actions.append(a)
+        obs[live], rewards, terminated, truncated, forced = step(live, actions)
+        for s, r, end, fire in zip(
+            live.tolist(), rewards.tolist(), (terminated | truncated).tolist(), forced.tolist(), strict=True
+        ):
+            p = played[s]
+            if not fire:
+                p.rewards.append(r)
+            elif p.rewards:
+                p.rewards[-1] += r
+            else:
+                p.carried += r
+            p.done = end
+        if any(played[s].done for s in live.tolist()):
+            break
+    return played
+
+
+def _serve(conn, env_id: str, make_kwargs: dict[str, Any], slots: list[int], arrays: dict, watch: bool) -> None:
+    """A ``ProcessBatch`` worker: plays its slots' envs when told, acting with the batch's actor.
+
+    Messages: ``("reset", seeds)``, ``("actor", actor)``, ``("play", starts, slots, steps)``
+    (``play_chunk`` on the slots playing; ``starts`` seeds the generators of episodes that start
+    now), ``("step", slots, actions)`` (one step, no acting), ``None`` (exit). Each gets ``("ok",
+    result)`` or ``("error", message)`` back.
     """
     import signal
     import traceback
@@ -167,28 +221,53 @@ def _serve(conn, env_id: str, make_kwargs: dict[str, Any], slots: list[int], arr
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's: it closes the workers
     trainer = os.getppid()
-    blocks, out = attach(arrays)
+    blocks, shown = attach(arrays)
     try:
         envs = {slot: make_env(env_id, **make_kwargs) for slot in slots}
         frames = frames_wrapper(envs[0]) if watch and 0 in envs else None
+        space = envs[slots[0]].observation_space
+        obs = np.zeros((max(slots) + 1, *space.shape), space.dtype)
+        no_fire = np.zeros(len(obs), bool)  # FIRE after a lost life is pressed inside each env
+        rngs: dict[int, np.random.Generator] = {}
+        actor = None
 
-        def store(slot: int, obs: np.ndarray) -> None:
-            out["obs"][slot] = obs
+        def show(slot: int, o: np.ndarray) -> np.ndarray:
             if frames is not None and slot == 0:  # what the preprocessing inspector and renderer show
-                out["raw"][...] = frames.raw_frame.reshape(out["raw"].shape)
-                out["processed"][...] = frames.processed_frame.reshape(out["processed"].shape)
+                shown["raw"][...] = frames.raw_frame.reshape(shown["raw"].shape)
+                shown["processed"][...] = frames.processed_frame.reshape(shown["processed"].shape)
+            return o
 
-        conn.send(("ok",))
+        def step(live: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+            rows, rewards, terminated, truncated = [], [], [], []
+            for slot, action in zip(live.tolist(), actions.tolist(), strict=True):
+                o, reward, term, trunc, _ = envs[slot].step(action)
+                rows.append(show(slot, envs[slot].reset()[0] if term or trunc else o))  # SAME_STEP autoreset
+                rewards.append(float(reward))
+                terminated.append(term)
+                truncated.append(trunc)
+            return np.stack(rows), np.array(rewards), np.array(terminated), np.array(truncated), np.zeros(len(rows), bool)
+
+        conn.send(("ok", None))
         while (message := next_message(conn, trainer)) is not None:
-            if message[0] == "reset":
+            kind, *args = message
+            result = None
+            if kind == "reset":
+                rngs.clear()
                 for slot in slots:
-                    store(slot, envs[slot].reset(seed=None if message[1] is None else int(message[1][slot]))[0])
+                    obs[slot] = show(slot, envs[slot].reset(seed=None if args[0] is None else int(args[0][slot]))[0])
+                result = obs[slots]
+            elif kind == "actor":
+                actor = args[0]
+            elif kind == "play":
+                starts, live, steps = args
+                rngs |= {slot: np.random.default_rng(seed) for slot, seed in starts.items()}
+                result = play_chunk(obs, live, rngs, actor, no_fire, step, steps)
+                for slot in [s for s, p in result.items() if p.done]:
+                    del rngs[slot]
             else:
-                for slot, action in zip(message[1], message[2], strict=True):
-                    obs, reward, terminated, truncated, _ = envs[slot].step(int(action))
-                    out["rewards"][slot], out["terminated"][slot], out["truncated"][slot] = reward, terminated, truncated
-                    store(slot, envs[slot].reset()[0] if terminated or truncated else obs)  # SAME_STEP autoreset
-            conn.send(("ok",))
+                result = step(np.asarray(args[0], np.int64), np.asarray(args[1], np.int64))
+                obs[args[0]] = result[0]
+            conn.send(("ok", result))
     except (EOFError, OSError):  # the trainer is gone (it ended, or was killed): nothing to answer
         pass
     except Exception as exc:  # the trainer raises it: one line, with the worker's last frame
@@ -227,17 +306,15 @@ def views(arrays: dict, blocks: list) -> dict[str, np.ndarray]:
 class ProcessBatch:
     """``num_envs`` copies of the one-env loop's env (``make_env``), in worker processes (``--vector-env procs``).
 
-    Each worker steps its slots' envs and writes observations, rewards and ends into shared
-    memory. Its slots form two groups, stepped by turns: while the trainer acts for one group,
-    the worker is already playing the other, so it never waits for the trainer (``send`` and
-    ``recv`` per group). Each env is the very env ``--num-envs 1`` plays, wrappers and all (the
-    seed's preprocessing, FIRE after a lost life), so the same seed plays the same game; a slot
-    with no episode left to play is not stepped at all. ``depth``: groups per worker (two
-    measured best on a 2-core Zen 3: one leaves the worker waiting while the trainer acts,
-    more only add messages).
+    Each worker plays its slots' games and acts for them itself, with the batch's actor
+    (``use``): the trainer hands out episodes and collects their steps a chunk at a time
+    (``send`` and ``recv`` per group of slots, ``play_chunk``), so no message crosses a pipe on
+    every step. A worker's slots form two groups, played by turns: while the trainer settles one
+    group's chunk, the worker is already playing the other. Each env is the very env
+    ``--num-envs 1`` plays, wrappers and all (the seed's preprocessing, FIRE after a lost life),
+    so the same seed plays the same game; a slot with no episode left to play is not stepped.
+    Slot 0's screens reach the instruments through shared memory (``view``).
     """
-
-    idle_slots_step = False
 
     def __init__(self, env_id: str, num_envs: int, workers: int, probe: gym.Env, depth: int = 2, **make_kwargs: Any) -> None:
         import multiprocessing as mp
@@ -248,37 +325,35 @@ class ProcessBatch:
         self.num_envs = num_envs
         self.action_space = probe.action_space
         self.observation_space = probe.observation_space
-        self.fire_next = np.zeros(num_envs, bool)  # FIRE after a lost life is pressed inside each env
         workers = min(workers, num_envs)
         self.groups = [g for g in np.array_split(np.arange(num_envs), min(num_envs, depth * workers)) if g.size]
         self.owner = [k % workers for k in range(len(self.groups))]  # worker w plays groups w and w + workers
+        self.slots = [[int(s) for k, g in enumerate(self.groups) if self.owner[k] == w for s in g] for w in range(workers)]
         self.waiting = [0] * workers  # replies each worker still owes, answered in the order asked
         watched = frames_wrapper(probe)
-        shapes = {
-            "obs": ((num_envs, *probe.observation_space.shape), probe.observation_space.dtype),
-            "rewards": ((num_envs,), np.float64),
-            "terminated": ((num_envs,), np.bool_),
-            "truncated": ((num_envs,), np.bool_),
-        }
+        shapes = {}
         if watched is not None:  # slot 0's screens, for the preprocessing inspector and the renderer
             raw_shape = (210, 160, 3) if type(watched).__name__ == "PongDifferenceFrames" else (210, 160)
-            shapes |= {"raw": (raw_shape, np.uint8), "processed": ((VPG_SIZE, VPG_SIZE), np.uint8)}
+            shapes = {"raw": (raw_shape, np.uint8), "processed": ((VPG_SIZE, VPG_SIZE), np.uint8)}
         self.blocks = [
-            shared_memory.SharedMemory(create=True, size=max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize))
+            shared_memory.SharedMemory(create=True, size=int(np.prod(shape)) * np.dtype(dtype).itemsize)
             for shape, dtype in shapes.values()
         ]
         arrays = {k: (b.name, shape, np.dtype(d).str) for (k, (shape, d)), b in zip(shapes.items(), self.blocks, strict=True)}
-        self.out = views(arrays, self.blocks)
+        self.shown = views(arrays, self.blocks)
         self.view = SlotView() if watched is not None else probe
-        # fork: a worker needs nothing of the trainer but the env's settings, and it never calls
-        # torch (whose threads do not survive a fork). spawn would run the user's script again.
+        # fork: a worker needs nothing of the trainer but the env's settings and numpy, and it
+        # never calls torch (whose threads do not survive a fork). spawn would run the user's
+        # script again.
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         self.conns, self.procs = [], []
+        self.closed = False
         try:
             for w in range(workers):
-                slots = [int(s) for k, g in enumerate(self.groups) if self.owner[k] == w for s in g]
                 here, there = ctx.Pipe()
-                proc = ctx.Process(target=_serve, args=(there, env_id, make_kwargs, slots, arrays, watched is not None))
+                proc = ctx.Process(
+                    target=_serve, args=(there, env_id, make_kwargs, self.slots[w], arrays, watched is not None)
+                )
                 proc.daemon = True
                 proc.start()
                 there.close()  # the worker's end lives in the worker: its exit is then an EOF here
@@ -302,7 +377,7 @@ class ProcessBatch:
             raise self._died(w) from None
         self.waiting[w] += 1
 
-    def _answer(self, w: int) -> None:
+    def _answer(self, w: int) -> Any:
         try:
             reply = self.conns[w].recv()
         except EOFError:
@@ -310,48 +385,60 @@ class ProcessBatch:
         self.waiting[w] -= 1
         if reply[0] == "error":
             raise RuntimeError(f"env worker process {w} of --vector-env procs: {reply[1]}")
+        return reply[1]
+
+    def _all(self, messages: list[tuple]) -> list:
+        """One message to each worker, then each answer, in worker order."""
+        for w, message in enumerate(messages):
+            self._ask(w, message)
+        return [self._answer(w) for w in range(len(self.conns))]
 
     def _view(self) -> None:
         if isinstance(self.view, SlotView):
-            self.view.raw_frame = self.out["raw"].copy()
-            self.view.processed_frame = self.out["processed"].copy()
+            self.view.raw_frame = self.shown["raw"].copy()
+            self.view.processed_frame = self.shown["processed"].copy()
 
     def reset(self, seeds: list[int] | None) -> np.ndarray:
-        """Fresh episodes in every slot; ``seeds`` (one per slot) reload the ROMs."""
-        for w in range(len(self.conns)):
-            self._ask(w, ("reset", seeds))
-        for w in range(len(self.conns)):
-            self._answer(w)
+        """Fresh episodes in every slot; ``seeds`` (one per slot) reload the ROMs. Returns their first observations."""
+        obs = np.zeros((self.num_envs, *self.observation_space.shape), self.observation_space.dtype)
+        for slots, rows in zip(self.slots, self._all([("reset", seeds)] * len(self.conns)), strict=True):
+            obs[slots] = rows
         self._view()
-        return self.out["obs"].copy()
+        return obs
 
-    def send(self, k: int, slots: np.ndarray, actions: np.ndarray) -> None:
-        """Group ``k`` steps ``slots`` (its playing slots) with ``actions``; its other slots wait unstepped."""
-        self._ask(self.owner[k], ("step", slots.tolist(), actions.tolist()))
+    def use(self, actor) -> None:
+        """The batch's fixed policy (vpg.Actor): every worker acts with its own copy."""
+        self._all([("actor", actor)] * len(self.conns))
 
-    def recv(self, k: int) -> tuple[np.ndarray, ...]:
-        """Group ``k``'s (obs, rewards, terminated, truncated, forced) over all its slots, once it has stepped.
+    def send(self, k: int, starts: dict[int, Any], slots: list[int], steps: int) -> None:
+        """Group ``k``'s playing ``slots`` play a chunk of up to ``steps`` steps (``play_chunk``);
+        ``starts`` ({slot: seed}) seeds the generators of the episodes that start now."""
+        self._ask(self.owner[k], ("play", starts, slots, steps))
 
-        A worker answers in the order it was asked: receive its groups in the order they were sent.
-        The arrays are views of shared memory, valid until the group is sent again."""
-        self._answer(self.owner[k])
-        g = slice(self.groups[k][0], self.groups[k][-1] + 1)  # a group is a run of slots: views, no copies
-        if g.start == 0:
+    def recv(self, k: int) -> tuple[dict[int, Played], int]:
+        """Group ``k``'s chunk: ({slot: Played}, idle slot-steps, always 0 here).
+
+        A worker answers in the order it was asked: receive its groups in the order they were sent."""
+        played = self._answer(self.owner[k])
+        if self.groups[k][0] == 0:
             self._view()
-        out = self.out
-        return out["obs"][g], out["rewards"][g], out["terminated"][g], out["truncated"][g], np.zeros(g.stop - g.start, bool)
+        return played, 0
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Every slot steps: ``send`` for each group, then ``recv`` for each."""
-        for k, g in enumerate(self.groups):
-            self.send(k, g, actions[g])
-        parts = [self.recv(k) for k in range(len(self.groups))]
-        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # copies
+        """One step of every slot, no acting (checks of the frames): (obs, rewards, terminated, truncated, forced)."""
+        parts = self._all([("step", slots, actions[slots]) for slots in self.slots])
+        out = [np.zeros((self.num_envs, *p.shape[1:]), p.dtype) for p in parts[0]]
+        for slots, part in zip(self.slots, parts, strict=True):
+            for whole, rows in zip(out, part, strict=True):
+                whole[slots] = rows
+        self._view()
+        return tuple(out)
 
     def close(self) -> None:
         """Stop the workers and free the shared memory; a second call does nothing."""
-        if not self.blocks:
+        if self.closed:
             return
+        self.closed = True
         for w, conn in enumerate(self.conns):
             try:
                 for _ in range(self.waiting[w]):
@@ -370,22 +457,42 @@ class ProcessBatch:
 
 
 class Lockstep:
-    """Every slot steps at once (``step``); ``send`` and ``recv`` wrap it for the trainer's
-    per-group loop, with a single group. A slot with no episode to play steps too (NOOP)."""
+    """Every slot steps at once (``step``); ``send`` and ``recv`` play a chunk of the single group
+    in this process (``play_chunk``). A slot with no episode to play steps too (NOOP) and is counted."""
 
-    idle_slots_step = True
     num_envs: int
+    fire_next: np.ndarray
 
     @property
     def groups(self) -> list[np.ndarray]:
         return [np.arange(self.num_envs)]
 
-    def send(self, k: int, slots: np.ndarray, actions: np.ndarray) -> None:
-        self.actions = np.zeros(self.num_envs, np.int64)
-        self.actions[slots] = actions
+    def start_batch(self, obs: np.ndarray) -> np.ndarray:
+        self.obs, self.rngs = obs, {}
+        return obs
 
-    def recv(self, k: int) -> tuple[np.ndarray, ...]:
-        return self.step(self.actions)
+    def use(self, actor) -> None:
+        self.actor = actor
+
+    def send(self, k: int, starts: dict[int, Any], slots: list[int], steps: int) -> None:
+        self.rngs |= {slot: np.random.default_rng(seed) for slot, seed in starts.items()}
+        self.chunk = (slots, steps)
+
+    def _step_live(self, live: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        every = np.zeros(self.num_envs, np.int64)
+        every[live] = actions
+        obs, *rest = self.step(every)
+        self.obs[:] = obs  # the waiting slots' games went on too
+        self.idle += self.num_envs - live.size
+        return (obs[live], *(x[live] for x in rest))
+
+    def recv(self, k: int) -> tuple[dict[int, Played], int]:
+        self.idle = 0
+        slots, steps = self.chunk
+        played = play_chunk(self.obs, slots, self.rngs, self.actor, self.fire_next, self._step_live, steps)
+        for slot in [s for s, p in played.items() if p.done]:
+            del self.rngs[slot]
+        return played, self.idle
 
 
 class AtariBatch(Lockstep):
@@ -424,7 +531,7 @@ class AtariBatch(Lockstep):
         """Fresh episodes in every slot; ``seeds`` (one per slot) reload the ROMs (~0.1-0.2 s each)."""
         screens, self.lives = self.frames.reset(seeds)
         self.fire_next[:] = False
-        return self._frames(screens, np.ones(self.num_envs, bool))
+        return self.start_batch(self._frames(screens, np.ones(self.num_envs, bool)))
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(obs, rewards, terminated, truncated, forced); a done slot's obs starts its next episode."""
@@ -435,7 +542,7 @@ class AtariBatch(Lockstep):
         screens, rewards, terminated, truncated, lives = self.frames.step(ale_actions)
         done = terminated | truncated
         if self.fire is not None:  # a lost life waits for FIRE (a new episode got it on its reset)
-            self.fire_next = (lives < self.lives) & ~done
+            self.fire_next[:] = (lives < self.lives) & ~done  # in place: play_chunk holds this array
         self.lives = lives
         return self._frames(screens, done), rewards, terminated, truncated, forced
 
@@ -458,7 +565,7 @@ class GymBatch(Lockstep):
 
     def reset(self, seeds: np.ndarray | None) -> np.ndarray:
         obs, _ = self.venv.reset(seed=None if seeds is None else [int(s) for s in seeds])
-        return obs
+        return self.start_batch(obs)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         obs, rewards, terminated, truncated, _ = self.venv.step(actions)
