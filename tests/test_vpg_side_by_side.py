@@ -121,12 +121,15 @@ def test_batched_actor_equals_the_one_observation_actor(sparse):
 
 
 def test_batched_sampling_follows_the_one_sample_rule():
+    """act(): each observation's action is the first whose cumulative probability exceeds its uniform."""
+    torch.manual_seed(1)
+    actor = vpg.Actor(KarpathyPolicy(4, 4, 16, zero_init_last=False, bias=True), sparse=False)
     rng = np.random.default_rng(3)
-    p = rng.dirichlet(np.ones(4), size=200)
-    u = rng.random(200)
-    for row, draw, got in zip(p, u, vpg.sample_batch(p, u), strict=True):
-        # sample(): the first action whose cumulative probability exceeds u
-        assert got == min(int(np.searchsorted(np.cumsum(row), draw, side="right")), 3)
+    obs, u = rng.normal(size=(200, 4)).astype(np.float32), rng.random(200)
+    stored, actions = actor.act(obs, u)
+    assert actions.dtype == np.int64 and len(stored) == 200 and len(set(actions.tolist())) == 4
+    for one, draw, got in zip(stored, u, actions, strict=True):
+        assert got == min(int(np.searchsorted(np.cumsum(actor.probs(one)), draw, side="right")), 3)
 
 
 # ---------------------------------------------------------------------------------------------

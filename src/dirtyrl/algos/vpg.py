@@ -183,51 +183,59 @@ class Actor:
         return x.astype(np.float32)
 
     def probs(self, stored: np.ndarray | tuple[np.ndarray, np.ndarray]) -> list[float]:
-        """pi(.|s) of one stored observation. The softmax of a few logits runs on Python floats:
-        every numpy call costs about a microsecond, more than the arithmetic it would do."""
+        """pi(.|s) of one stored observation."""
         if self.sparse:
             nz, values = stored
             hidden = values.astype(np.float32) @ self.w1t[nz]
         else:
             hidden = stored @ self.w1t
         hidden = np.maximum(hidden + self.b1, 0.0)
-        logits = (self.w2 @ hidden + self.b2).tolist()
-        top = max(logits)
-        weights = [math.exp(z - top) for z in logits]
-        total = sum(weights)
-        return [w / total for w in weights]
+        return softmax((self.w2 @ hidden + self.b2).tolist())
 
-    def batch(self, obs: np.ndarray) -> tuple[list, np.ndarray]:
-        """Stored forms and action probabilities (k, A) of k observations.
+    def batch(self, obs: np.ndarray) -> tuple[list, list[list[float]]]:
+        """Stored forms and action probabilities of k observations (one list per observation).
 
         Sparse frames: each frame gathers the rows of W1^T at its non-zero pixels (``encode``,
-        as one observation would); the hidden layer, logits and softmax run once for all k.
+        as one observation would) into one (k, H) hidden layer; the bias, ReLU and output layer
+        then run once for all k. The softmax of a few logits per row runs on Python floats.
         """
         x = obs.reshape(len(obs), -1)
         if self.sparse:
             stored = [self.encode(row) for row in x]
-            hidden = np.stack([values.astype(np.float32) @ self.w1t[nz] for nz, values in stored])
+            hidden = np.empty((len(x), self.w1t.shape[1]), np.float32)
+            for row, (nz, values) in zip(hidden, stored, strict=True):
+                np.matmul(values.astype(np.float32), self.w1t[nz], out=row)
         else:
             dense = x.astype(np.float32)
             stored, hidden = list(dense), dense @ self.w1t
-        hidden = np.maximum(hidden + self.b1, 0.0)
-        logits = hidden @ self.w2.T + self.b2
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return stored, p / p.sum(axis=1, keepdims=True)
+        logits = np.maximum(hidden + self.b1, 0.0) @ self.w2.T + self.b2
+        return stored, [softmax(row) for row in logits.tolist()]
 
     def act(self, obs: np.ndarray, uniforms: np.ndarray) -> tuple[list, np.ndarray]:
-        """Stored forms and sampled actions of k observations, one uniform each (``sample_batch``)."""
+        """Stored forms and sampled actions of k observations, one uniform each (``inverse_cdf``)."""
         stored, probs = self.batch(obs)
-        return stored, sample_batch(probs, uniforms)
+        return stored, np.array([inverse_cdf(p, u) for p, u in zip(probs, uniforms.tolist(), strict=True)], np.int64)
 
 
-def sample(p: list[float], rng: np.random.Generator) -> int:
-    """Inverse-CDF sample of a categorical distribution (a few µs cheaper than rng.choice).
+def softmax(logits: list[float]) -> list[float]:
+    """Softmax of a few logits on Python floats: every numpy call costs about a microsecond, more
+    than the arithmetic it would do.
 
-    >>> sample([0.0, 1.0, 0.0], np.random.default_rng(0))
-    1
+    >>> [round(p, 3) for p in softmax([0.0, math.log(3.0)])]
+    [0.25, 0.75]
     """
-    u = rng.random()
+    top = max(logits)
+    weights = [math.exp(z - top) for z in logits]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def inverse_cdf(p: list[float], u: float) -> int:
+    """The first action whose cumulative probability exceeds the uniform ``u``.
+
+    >>> inverse_cdf([0.0, 1.0, 0.0], 0.3), inverse_cdf([0.5, 0.5, 0.0], 0.7), inverse_cdf([0.2, 0.3, 0.5], 0.99)
+    (1, 1, 2)
+    """
     cumulative = 0.0
     for action, prob in enumerate(p):
         cumulative += prob
@@ -236,14 +244,13 @@ def sample(p: list[float], rng: np.random.Generator) -> int:
     return len(p) - 1  # u landed in the float round-off above the last cumulative sum
 
 
-def sample_batch(p: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF samples, one per row of ``p`` (k, A), from uniforms ``u`` (k,): ``sample``'s rule.
+def sample(p: list[float], rng: np.random.Generator) -> int:
+    """Inverse-CDF sample of a categorical distribution (a few µs cheaper than rng.choice).
 
-    >>> sample_batch(np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]]), np.array([0.3, 0.7, 0.99]))
-    array([1, 1, 2])
+    >>> sample([0.0, 1.0, 0.0], np.random.default_rng(0))
+    1
     """
-    below = u[:, None] >= np.cumsum(p, axis=1)
-    return np.minimum(below.sum(axis=1), p.shape[1] - 1)  # u in the round-off above the last sum
+    return inverse_cdf(p, rng.random())
 
 
 @dataclass

@@ -231,17 +231,11 @@ def _serve(conn, env_id: str, make_kwargs: dict[str, Any], slots: list[int], arr
         rngs: dict[int, np.random.Generator] = {}
         actor = None
 
-        def show(slot: int, o: np.ndarray) -> np.ndarray:
-            if frames is not None and slot == 0:  # what the preprocessing inspector and renderer show
-                shown["raw"][...] = frames.raw_frame.reshape(shown["raw"].shape)
-                shown["processed"][...] = frames.processed_frame.reshape(shown["processed"].shape)
-            return o
-
         def step(live: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, ...]:
             rows, rewards, terminated, truncated = [], [], [], []
             for slot, action in zip(live.tolist(), actions.tolist(), strict=True):
                 o, reward, term, trunc, _ = envs[slot].step(action)
-                rows.append(show(slot, envs[slot].reset()[0] if term or trunc else o))  # SAME_STEP autoreset
+                rows.append(envs[slot].reset()[0] if term or trunc else o)  # SAME_STEP autoreset
                 rewards.append(float(reward))
                 terminated.append(term)
                 truncated.append(trunc)
@@ -254,7 +248,7 @@ def _serve(conn, env_id: str, make_kwargs: dict[str, Any], slots: list[int], arr
             if kind == "reset":
                 rngs.clear()
                 for slot in slots:
-                    obs[slot] = show(slot, envs[slot].reset(seed=None if args[0] is None else int(args[0][slot]))[0])
+                    obs[slot] = envs[slot].reset(seed=None if args[0] is None else int(args[0][slot]))[0]
                 result = obs[slots]
             elif kind == "actor":
                 actor = args[0]
@@ -267,6 +261,9 @@ def _serve(conn, env_id: str, make_kwargs: dict[str, Any], slots: list[int], arr
             else:
                 result = step(np.asarray(args[0], np.int64), np.asarray(args[1], np.int64))
                 obs[args[0]] = result[0]
+            if frames is not None:  # slot 0's last screens, for the preprocessing inspector and renderer
+                shown["raw"][...] = frames.raw_frame.reshape(shown["raw"].shape)
+                shown["processed"][...] = frames.processed_frame.reshape(shown["processed"].shape)
             conn.send(("ok", result))
     except (EOFError, OSError):  # the trainer is gone (it ended, or was killed): nothing to answer
         pass
