@@ -465,10 +465,12 @@ class Lockstep:
         return [np.arange(self.num_envs)]
 
     def start_batch(self, obs: np.ndarray) -> np.ndarray:
+        """After a reset: every slot's first observation; no episode is playing yet."""
         self.obs, self.rngs = obs, {}
         return obs
 
     def use(self, actor) -> None:
+        """The batch's fixed policy (vpg.Actor), used by ``recv`` in this process."""
         self.actor = actor
 
     def send(self, k: int, starts: dict[int, Any], slots: list[int], steps: int) -> None:
