@@ -88,9 +88,9 @@ class Config:
     )
     vector_env: str = arg(
         "procs",
-        "how --num-envs steps Atari games: procs (the very envs of --num-envs 1, in worker processes; the "
-        "trainer acts for one worker's games while the others emulate) or ale (ale-py's C++ AtariVectorEnv, "
-        "all games in lockstep); speeds per CPU in benchmarks/RESULTS.md",
+        "how --num-envs steps Atari games: procs (the very envs of --num-envs 1, in worker processes that "
+        "act for their own games with the batch's policy, 32 steps per message) or ale (ale-py's C++ "
+        "AtariVectorEnv in this process, all games in lockstep); speeds per CPU in benchmarks/RESULTS.md",
         choices=["procs", "ale"],
     )
     env_workers: int | None = arg(
