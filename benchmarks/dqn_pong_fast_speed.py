@@ -10,6 +10,8 @@ the batch size), all in wall-clock time, since two cores are the point.
 Variants:
   1t          the preset: one thread, a batch of 32 every 2 agent steps
   1t-per      the same with --prioritized
+  te1, te4    one thread, a gradient step every agent step, or every 4 (replay ratio 32 or 8)
+  b64         one thread, a batch of 64 every 2 agent steps (replay ratio 32)
   2t-b64      --learner-threads 2 --batch-size 64: each core computes the gradient of 32 rows
   2t-b64-per  the same with --prioritized
 
@@ -31,6 +33,9 @@ VARIANTS = {
     # name: (cores, extra config fields)
     "1t": ({0}, {}),
     "1t-per": ({0}, {"prioritized": True}),
+    "te1": ({0}, {"train_every": 1}),
+    "te4": ({0}, {"train_every": 4}),
+    "b64": ({0}, {"batch_size": 64}),
     "2t-b64": ({0, 1}, {"learner_threads": 2, "batch_size": 64}),
     "2t-b64-per": ({0, 1}, {"learner_threads": 2, "batch_size": 64, "prioritized": True}),
 }
