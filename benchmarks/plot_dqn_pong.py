@@ -32,6 +32,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 CLEANRL_ANCHORS = [(1_000_000, -14.0), (2_000_000, 0.0), (4_000_000, 19.5), (10_000_000, 20.25)]
 RESUME_GAP_SECONDS = 180.0  # the longest Pong episode seen, under load, took well under a minute
 WINDOW = 20
+COMPARE_COLORS = ("tab:gray", "tab:green", "tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 HERE = Path(__file__).resolve().parent
 
 
@@ -75,6 +76,8 @@ def main() -> None:
     parser.add_argument("--label", default="pong-fast", help="name of this run in the legend")
     parser.add_argument("--compare", action="append", default=[], metavar="CSV=LABEL", help="an earlier run's CSV")
     args = parser.parse_args()
+    if len(args.compare) > len(COMPARE_COLORS):
+        parser.error(f"at most {len(COMPARE_COLORS)} --compare curves, got {len(args.compare)}")
 
     steps, wall, returns = read_episodes(args.run_dir)
     if len(steps) == 0:
@@ -107,7 +110,7 @@ def main() -> None:
     ax_wall.plot(wall / 60, returns, ".", ms=3, alpha=0.35, color="tab:blue")
     ax_wall.plot(wall / 60, mean20, color="tab:blue", label=f"{args.label}, mean of last 20")
     ax_wall.set_xlabel("wall-clock minutes of training")
-    for spec, color in zip(args.compare, ("tab:gray", "tab:green", "tab:purple"), strict=False):
+    for spec, color in zip(args.compare, COMPARE_COLORS[: len(args.compare)], strict=True):
         path, _, label = spec.partition("=")
         old = np.genfromtxt(path, delimiter=",", names=True)
         ax_steps.plot(old["env_step"], old["mean_last_20"], color=color, lw=1, label=f"{label}, mean of last 20")
