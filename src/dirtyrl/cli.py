@@ -1,4 +1,4 @@
-"""The one entry point: ``dirtyrl train|play|inspect|graph|doctor|report``.
+"""The one entry point: ``dirtyrl train|play|inspect|graph|doctor|report|watch``.
 
 Thread counts are read from argv and exported *before* numpy or torch is imported (OpenMP
 reads OMP_NUM_THREADS once, at load time), which is why the heavy imports below are local.
@@ -11,9 +11,10 @@ import dataclasses
 import importlib
 import os
 import sys
+import traceback
 
 from dirtyrl.config import add_dataclass_args, build_config, config_from_dict
-from dirtyrl.errors import UserError
+from dirtyrl.errors import UserError, user_code_line, user_frame
 
 ALGOS = {"vpg": "dirtyrl.algos.vpg", "dqn": "dirtyrl.algos.dqn", "random": "dirtyrl.algos.random_policy"}
 # Tool commands: each module has ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -23,6 +24,7 @@ TOOLS = {
     "graph": ("dirtyrl.commands.graph", "render the backward graph of the loss and list unreachable parameters"),
     "doctor": ("dirtyrl.doctor", "run the probe environments against the real algorithms"),
     "report": ("dirtyrl.commands.report", "one PNG page of a run's curves, beside the random baseline"),
+    "watch": ("dirtyrl.commands.watch", "run your own RL script unchanged under the witnesses: findings, TensorBoard, report"),
 }
 
 
@@ -107,7 +109,10 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    set_threads(argv)
+    if argv[:1] != ["watch"]:
+        # A watched script keeps the threads it would have under plain `python` (and its own
+        # --threads or --workers flags are not dirty-rl's).
+        set_threads(argv)
     args = build_parser(argv).parse_args(argv)
     try:
         if args.command == "train":
@@ -123,10 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         # because dirtyrl.debug loads torch, which must wait for set_threads.
         from dirtyrl.debug.traps import TrapTripped
 
-        if not isinstance(exc, TrapTripped):
+        if isinstance(exc, TrapTripped):
+            print(f"dirtyrl: trap: {exc}", file=sys.stderr)
+            return 3
+        # Raised in the user's own code (their env, their agent): say whose function it was,
+        # then the whole traceback, which they need. Entirely in library code: a bug, re-raised.
+        found = user_frame(exc)
+        if found is None:
             raise
-        print(f"dirtyrl: trap: {exc}", file=sys.stderr)
-        return 3
+        print(f"dirtyrl: error: {user_code_line(found)}", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dirtyrl.checkpoint import load_checkpoint
-    from dirtyrl.debug.render import VideoWriter, Window, env_frame, has_display
+    from dirtyrl.debug.render import VideoWriter, Window, env_frame, has_display, no_frames_reason
 
     if args.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
@@ -136,12 +136,24 @@ def run(args: argparse.Namespace) -> int:
     writer = VideoWriter(video_path.with_suffix(""), fps=env.metadata.get("render_fps", 30)) if video_path else None
     rng = np.random.default_rng(args.seed)
     returns = []
+    drawn = False  # whether the env has drawn a picture yet
     try:
         for episode in range(args.episodes):
             obs, _ = env.reset(seed=args.seed + episode)
             total, done = 0.0, False
             while not done and not (window is not None and window.closed):
-                frame = env_frame(env)
+                frame = env_frame(env) if writer is not None or window is not None else None
+                if frame is None and not drawn and (writer is not None or window is not None):
+                    # An env that cannot draw itself: --video asked for exactly that, so refuse;
+                    # the default window or video was only a way to watch, so play on without it.
+                    reason = f"env '{state['env']}' cannot draw itself ({no_frames_reason(env)})"
+                    if args.video:
+                        raise UserError(f"--video: {reason}; nothing to record (play without --video)")
+                    print(f"dirtyrl: {reason}; playing without pictures")
+                    if window is not None:
+                        window.close()
+                    window, writer = None, None
+                drawn = drawn or frame is not None
                 if frame is not None and writer is not None:
                     writer.append(frame)
                 if frame is not None and window is not None:

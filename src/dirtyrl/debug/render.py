@@ -20,6 +20,7 @@ memory until it is written, so files are split every ``max_frames`` frames (``-p
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import time
@@ -37,6 +38,27 @@ def has_display() -> bool:
     if sys.platform in ("darwin", "win32"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def takes_render_mode(env_class: type) -> bool:
+    """Whether the constructor has a ``render_mode`` argument (or ``**kwargs``), as Gymnasium asks.
+
+    Many third-party envs (AgileRL's probes, older custom envs) have none: they cannot be asked
+    to draw, and are made without one (envs.gym_make).
+    """
+    try:
+        params = inspect.signature(env_class).parameters.values()
+    except (TypeError, ValueError):  # no introspectable signature: let render() decide
+        return True
+    return any(p.name == "render_mode" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def no_frames_reason(env: Any) -> str:
+    """Why ``env_frame`` gets no picture from ``env``: the clause of a one-line message."""
+    base = env.unwrapped
+    if not takes_render_mode(type(base)):
+        return f"{type(base).__name__}.__init__ takes no render_mode argument"
+    return f"it lists no 'rgb_array' render mode (metadata render_modes: {base.metadata.get('render_modes', [])})"
 
 
 def env_frame(env: Any) -> np.ndarray | None:
@@ -267,7 +289,11 @@ class Renderer:
         frame = env_frame(env)
         if frame is None:
             if not self._no_frames:
-                print("dirtyrl: rendering: this env cannot draw itself (no rgb_array render mode); nothing to show")
+                print(
+                    f"dirtyrl: warning: rendering: this env cannot draw itself ({no_frames_reason(env)}); "
+                    "training goes on without frames",
+                    file=sys.stderr,
+                )
                 self._no_frames = True
             return
         if live:

@@ -20,6 +20,8 @@ of a second, by running the project's own functions on made-up data:
   wrong action index, bootstrapping from s instead of s').
 - ``pong frames``: the env factory's Pong preprocessing against a pixel-by-pixel loop on real
   ALE frames.
+- ``env wrappers``: the env factory's own presets (CartPole, probes, Pong) give the agent the
+  env's rewards and ends (doctor/wrappers.py); listed with DQN, whose non-Atari envs are these.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 
 from dirtyrl.doctor.checks import Result
+from dirtyrl.doctor.wrappers import check_own_wrappers
 
 
 def _timed(algo: str, check: str, suspect: str, fn: Callable[[], tuple[bool, str, str, dict]]) -> Result:
@@ -476,6 +479,7 @@ VPG_SELFTESTS = {
 DQN_SELFTESTS = {
     "replay buffer": ("buffers.FrameReplayBuffer: stored or rebuilt transitions", check_replay_buffer),
     "dqn td loss": ("dqn.td_loss: the TD target or the Q of the action taken", check_dqn_td_loss),
+    "env wrappers": ("envs/: a wrapper of the env factory changes rewards or episode ends", check_own_wrappers),
 }
 
 

@@ -162,13 +162,22 @@ def gym_make(env_id: str, kwargs: dict[str, Any], render_mode: str | None = None
     Errors raised while the env is built from ``--env-kwargs`` are the user's input, not a bug;
     without env kwargs, an env that fails to build keeps its traceback (it is the env's bug).
     """
+    make_kwargs = {**fixed, **kwargs}
+    if render_mode is not None:
+        # Only when rendering: gym.make hands render_mode to the constructor even as None, and many
+        # third-party envs (AgileRL's probes, older custom envs) have no such argument.
+        make_kwargs["render_mode"] = render_mode
     try:
-        return gym.make(env_id, render_mode=render_mode, **{**fixed, **kwargs})
+        return gym.make(env_id, **make_kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise UserError(f"env '{env_id}' needs an extra package: {exc}") from exc
     except ImportError as exc:  # e.g. phys2d/* without jax, MuJoCo v2/v3 ids moved out of Gymnasium
         raise UserError(f"env '{env_id}' needs a package that is not installed: {str(exc).splitlines()[0]}") from exc
     except Exception as exc:
+        if render_mode is not None and isinstance(exc, TypeError) and "'render_mode'" in str(exc):
+            raise UserError(
+                f"env '{env_id}' cannot render: its constructor takes no render_mode argument; run it without rendering"
+            ) from exc
         if not kwargs:
             raise
         first_line = str(exc).splitlines()[0] if str(exc) else ""

@@ -93,5 +93,7 @@ def make_pong(
 
     gym.register_envs(ale_py)
     make_kwargs = {"frameskip": 4, **(env_kwargs or {})}
-    env = gym.make(PONG_ID, repeat_action_probability=sticky, full_action_space=False, render_mode=render_mode, **make_kwargs)
+    if render_mode is not None:  # passed only when rendering, as envs.gym_make does
+        make_kwargs["render_mode"] = render_mode
+    env = gym.make(PONG_ID, repeat_action_probability=sticky, full_action_space=False, **make_kwargs)
     return PongDifferenceFrames(env, actions)

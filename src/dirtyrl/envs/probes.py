@@ -27,9 +27,13 @@ Probe8       1         +1 every step, never terminates, cut  truncation treated 
 Probe9       2         2 steps of +-1 frames; the right      frame history across episode starts
                        action is 1 iff the PREVIOUS frame    (needs a 2-frame stack; zero-padded
                        was +1 (none at step 0: action 0)     before the episode's first frame)
+Probe10      2         4 steps, a reward every step: two     credit in time: rewards-to-go
+                       loans (+3 now, -1 at the end) and an  reversed, summed forward or shifted
+                       investment (-1 now, +4 next step);    one step each make a policy choose
+                       right: 1, 0, 1, 0                     wrong at a step of their own
 ==========  ========  ====================================  =====================================
 
-Registered as ``dirtyrl/Probe1-v0`` ... ``dirtyrl/Probe9-v0`` so every command can run them.
+Registered as ``dirtyrl/Probe1-v0`` ... ``dirtyrl/Probe10-v0`` so every command can run them.
 """
 
 from __future__ import annotations
@@ -209,13 +213,83 @@ class HistoryProbe(gym.Env):
         return self._draw(), reward, self.t >= self.length, False, {}
 
 
-PROBE_IDS = [f"dirtyrl/Probe{i}-v0" for i in range(1, 10)]
-# Probes 6-9: (entry point, kwargs, reward threshold, time limit)
+class TimeCreditProbe(gym.Env):
+    """Probe 10: a reward at every step, and only credit from the *future* ranks each step's actions.
+
+    Four steps; the right action differs by step (1, 0, 1, 0)::
+
+        step 0  action 1 takes a loan:  +3 now, -1 at step 3 (net +2);   action 0: nothing
+        step 1  action 0 invests:       -1 now, +4 at step 2 (net +3);   action 1: nothing
+        step 2  action 1 takes a loan:  +3 now, -1 at step 3 (net +2);   action 0: nothing
+        step 3  action 0: +1, action 1: -1; and the loans are repaid
+
+    The right actions stay right at any discount from 0.5 to 1 (at gamma 0.5 the investment nets
+    -1 + 0.5 * 4 = +1). Optimal return 8. The observation is ``[one-hot of the step (4), what
+    step 2 will pay / 4]``: the investment's payout is shown, so a value learner must carry it
+    back a step to invest; the repayments are not (a loan is right on its +3 alone, whatever a
+    learner makes of the repayment), so no step's observation depends on an earlier loan and a
+    wrong choice at step 0 cannot move the states of the later steps. A loan nets +2, not +1, so
+    that a mean-baseline policy gradient, whose step-0 credit carries the noise of every later
+    step, does not settle on declining it before the signal shows (at +2 - 1, the doctor's VPG
+    did for one seed in twelve; at +3 - 1 for none of sixteen).
+
+    Each wrong way of crediting rewards in time ranks some step's actions the wrong way round:
+
+    - summed forward (``np.cumsum(rewards)``, or G accumulated from the episode's start): a step
+      is credited with the rewards up to it, not after it; only the investment costs now, so
+      step 1 is wrong;
+    - reversed (G_t written to step T-1-t): step 0 is credited with G_3 = r_3, where its loan
+      only costs, so step 0 is wrong (steps 1-3 still see their own effects);
+    - shifted one step (G_{t+1}: r_t left out): a loan is credited with its repayment only, so
+      steps 0 and 2 are wrong, and step 3, credited with nothing, is left to chance.
+    """
+
+    metadata: ClassVar[dict] = {"render_modes": []}
+    LENGTH = 4
+    LOAN, REPAY, COST, PAYOUT = 3.0, -1.0, -1.0, 4.0
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (self.LENGTH + 1,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.t = 0
+        self.payout = 0.0  # paid at step 2 (the investment)
+        self.repay = 0.0  # paid at step 3 (the loans: -1 each)
+
+    def _obs(self) -> np.ndarray:
+        obs = np.zeros(self.LENGTH + 1, np.float32)
+        if self.t < self.LENGTH:
+            obs[self.t] = 1.0
+        obs[-1] = self.payout / self.PAYOUT
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.t, self.payout, self.repay = 0, 0.0, 0.0
+        return self._obs(), {}
+
+    def step(self, action):
+        action, reward = int(action), 0.0
+        if self.t in (0, 2) and action == 1:  # a loan
+            reward, self.repay = self.LOAN, self.repay + self.REPAY
+        elif self.t == 1 and action == 0:  # the investment
+            reward, self.payout = self.COST, self.PAYOUT
+        if self.t == 2:
+            reward, self.payout = reward + self.payout, 0.0
+        elif self.t == 3:
+            reward, self.repay = (1.0 if action == 0 else -1.0) + self.repay, 0.0
+        self.t += 1
+        return self._obs(), reward, self.t >= self.LENGTH, False, {}
+
+
+PROBE_IDS = [f"dirtyrl/Probe{i}-v0" for i in range(1, 11)]
+# Probes 6-10: (entry point, kwargs, reward threshold, time limit)
 TIMED_PROBES = {
     6: (CurrentObsProbe, {}, 3.0, None),
     7: (DelayedCreditProbe, {}, 0.8, None),
     8: (EndlessProbe, {}, None, 3),
     9: (HistoryProbe, {}, 1.6, None),
+    10: (TimeCreditProbe, {}, 5.5, None),
 }
 
 
