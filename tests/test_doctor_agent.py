@@ -30,7 +30,8 @@ def seeded(tmp_path, monkeypatch, example, old, new, name):
 
 
 def only_failure(results):
-    bad = [r for r in results if not r.passed]
+    """The one failed probe row (the witnesses' rows, 'gradients' and 'acting', are checked apart)."""
+    bad = [r for r in results if not r.passed and r.check.startswith("probe")]
     assert len(bad) == 1, doctor.format_table(results)
     return bad[0]
 

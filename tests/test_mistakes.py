@@ -247,7 +247,7 @@ def test_vpg_greedy_acting_is_named_an_acting_bug_not_a_loss_bug(tmp_path, monke
     monkeypatch.setattr(vpg, "sample", lambda p, rng: int(np.argmax(p)))  # the bug: argmax instead of a sample
     results = doctor.run_doctor(["vpg"], tmp_path, probes=[4])
     cause = first_cause(failed(results, "probe 4"))
-    assert cause.startswith("acting") and "never sampled" in cause
+    assert cause.startswith("acting") and "not samples of" in cause
 
 
 # ---- 10-12. the data paths: returns, preprocessing, the ignored discount ------------------------------------------
@@ -275,3 +275,36 @@ def test_dqn_ignoring_the_discount_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(dqn, "td_target", lambda rewards, next_q, terminated, gamma: real(rewards, next_q, terminated, 1.0))
     results = doctor.run_doctor(["dqn"], tmp_path, probes=[3], selftests=["dqn td loss"])
     assert "discount is ignored" in first_cause(failed(results, "probe 3"))
+
+
+# ---- 19. advantages standardised without an epsilon -------------------------------------------------------------
+
+
+def test_advantages_standardised_without_an_epsilon_are_named(tmp_path, monkeypatch):
+    from dirtyrl import distributed
+
+    def episode_advantages(episodes, gamma, pong, standardize, dist):  # vpg.episode_advantages, the epsilon removed
+        returns = np.concatenate([vpg.rewards_to_go(np.array(ep.rewards), gamma, pong) for ep in episodes])
+        mean, std, _ = distributed.global_moments(dist, returns)
+        return (returns - mean) / std if standardize else returns - mean
+
+    assert doctor.run_doctor(["vpg"], tmp_path / "real", probes=[1])[0].passed  # the real code: 0 / (0 + 1e-8) = 0
+    monkeypatch.setattr(vpg, "episode_advantages", episode_advantages)
+    with np.errstate(invalid="ignore"):  # 0 / 0, the bug
+        results = doctor.run_doctor(["vpg"], tmp_path / "bug", probes=[1])
+    cause = first_cause(failed(results, "constant return"))
+    assert cause.startswith(
+        "advantages standardised without an epsilon: (G - mean) / std is NaN when every return in a batch is equal"
+    )
+
+
+# ---- 20. rewards-to-go reversed in time -------------------------------------------------------------------------
+
+
+def test_rewards_to_go_reversed_in_time_are_named(tmp_path, monkeypatch):
+    real = vpg.rewards_to_go
+    monkeypatch.setattr(vpg, "rewards_to_go", lambda r, g, reset_on_nonzero=False: real(r, g, reset_on_nonzero)[::-1])
+    results = doctor.run_doctor(["vpg"], tmp_path, probes=[7, 10])
+    assert next(r for r in results if r.check == "probe 7").passed  # one reward, at the end: every G_t > 0 either way
+    assert failed(results, "probe 10").startswith("credit assigned to the wrong time step (probe 10 wrong at step 0)")
+    assert "rewards-to-go reversed" in first_cause(failed(results, "probe 10"))

@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of every probe run (default: 1)")
     parser.add_argument("--keep", default=None, help="keep the probe runs in this directory (default: a temp dir)")
     parser.add_argument(
-        "--probes", type=int, nargs="+", default=None, help="run only these probes (1-9), without the self-tests"
+        "--probes", type=int, nargs="+", default=None, help="run only these probes (1-10), without the self-tests"
     )
     parser.add_argument(
         "--agent",

@@ -16,6 +16,7 @@ PART = {
     7: "credit assignment in time: rewards-to-go, or reward/action stored one step off",
     8: "truncation vs termination: a time-limit cut must keep bootstrapping (mask with terminated only)",
     9: "frame history: stacks must be zero-padded before the episode's first frame, oldest first",
+    10: "credit assignment in time: rewards-to-go must sum each step's own and later rewards (backwards from the end)",
 }
 
 

@@ -14,11 +14,14 @@ probe  the task                                      a failure points at
 7      4 steps, step-0 choice paid at the last step  credit travelling back in time
 8      +1 forever, cut by a 3-step time limit        truncation vs termination (DQN)
 9      2 steps, act on the PREVIOUS frame (stack 2)  frame history across episode starts (DQN)
+10     4 steps, a reward every step; loans and an    credit in time: rewards-to-go reversed,
+       investment: only FUTURE rewards rank them     summed forward or shifted (names the step)
 =====  ============================================  ==========================================
 
-VPG (mean baseline, no value function) is judged on the policy probes 4-7 by its action
-probabilities; DQN runs all nine, judged by its learned Q-values (1-5, 7-9) or its greedy
-actions (6). Probes 6-9 also judge *behaviour*: the mean return of the last training episodes
+VPG (mean baseline, no value function) is judged on the policy probes 4-7 and 10 by its action
+probabilities, and on a constant return (probe 1's env: every return equal) by finite
+parameters and loss; DQN runs all ten, judged by its learned Q-values (1-5, 7-9) or its greedy
+actions (6, 10). Probes 6-10 also judge *behaviour*: the mean return of the last training episodes
 (what the training loop actually did) and of evaluation episodes the doctor plays itself with
 the trained agent acting on the current observation. A gap between the two is the signature of
 an acting bug (doctor/signatures.py reads it).
@@ -45,6 +48,7 @@ import torch
 from dirtyrl.doctor.agents import DQNRun, VPGRun, evaluate, recent_training_return
 from dirtyrl.doctor.checks import PART, Result
 from dirtyrl.doctor.signatures import diagnose
+from dirtyrl.doctor.witnessing import witness_rows
 
 Trainer = Callable[[Any], Path]
 
@@ -127,6 +131,20 @@ PROBES = {
         optimum=2.0,
         dqn={"history": 2},
     ),
+    # One (observation, right action) per step, in step order (signatures.py reads them so): the
+    # states of the episode played right. No Q targets: the loans' repayments are not observed.
+    10: Probe(
+        10,
+        right=(
+            ((1.0, 0.0, 0.0, 0.0, 0.0), 1),
+            ((0.0, 1.0, 0.0, 0.0, 0.0), 0),
+            ((0.0, 0.0, 1.0, 0.0, 1.0), 1),
+            ((0.0, 0.0, 0.0, 1.0, 0.0), 0),
+        ),
+        optimum=8.0,
+        algos=("vpg", "dqn"),
+        vpg={"episodes": 800},
+    ),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -196,10 +214,18 @@ def _fmt_obs(obs: tuple[float, ...]) -> str:
     return ",".join(f"{x:+.0f}" for x in obs)
 
 
-def judge(algo: str, probe: Probe, agent: Any, gamma: float, env: Any, seed: int, seconds: float) -> Result:
+def judge(
+    algo: str, probe: Probe, agent: Any, gamma: float, env: Any, seed: int, seconds: float, witness: Any = None
+) -> Result:
     """Every judgement the agent's interface allows: probabilities, Q-values, greedy actions,
-    and for the timed probes the training and evaluation returns."""
+    and for the timed probes the training and evaluation returns.
+
+    ``witness`` (doctor/witnessing.py ``ProbeWitness``) is what the agent did while training:
+    the training return is read from it (what the env saw), and its evidence goes into the
+    row's data for the signatures. Without it, the agent's own ``episode_returns`` are used."""
     data: dict[str, Any] = {"probe": probe.number, "gamma": gamma}
+    if witness is not None:
+        data["witness"] = witness
     passed, measured, expected = True, [], []
     if probe.right and hasattr(agent, "action_probs"):
         p_right = [float(agent.action_probs(np.array(obs, np.float32))[a]) for obs, a in probe.right]
@@ -224,7 +250,7 @@ def judge(algo: str, probe: Probe, agent: Any, gamma: float, env: Any, seed: int
                 measured.append(f"greedy right in {right}/{len(probe.right)} states")
                 expected.append("all")
     if probe.optimum is not None:
-        trained = recent_training_return(agent)
+        trained = witness.train_return() if witness is not None and witness.episodes else recent_training_return(agent)
         evaluated = evaluate(agent, env, EVAL_EPISODES, seed)
         data.update(train_return=trained, eval_return=evaluated, optimum=probe.optimum)
         if probe.threshold is not None:
@@ -242,20 +268,25 @@ def judge(algo: str, probe: Probe, agent: Any, gamma: float, env: Any, seed: int
 
 def run_probe(algo: str, train: Trainer, probe: Probe, workdir: Path, seed: int) -> Result:
     """Train ``algo`` on the probe through ``train(cfg)`` and judge the run it wrote."""
+    from dirtyrl.doctor.witnessing import ProbeWatch
+
     start = time.monotonic()
     run_dir = workdir / f"{algo}-probe{probe.number}"
     if algo == "vpg":
-        run_dir = train(vpg_config(probe.env_id, run_dir, seed, **probe.vpg))
+        with ProbeWatch() as watch:  # the witnesses see our own algorithms as they see outside agents
+            run_dir = train(vpg_config(probe.env_id, run_dir, seed, **probe.vpg))
         from dirtyrl.envs import make_env
 
         agent, env, gamma = VPGRun(run_dir, seed), make_env(probe.env_id), 0.99
     else:
         cfg = dqn_config(probe.env_id, run_dir, seed, **probe.dqn)
-        run_dir = train(cfg)
+        with ProbeWatch() as watch:
+            run_dir = train(cfg)
         agent = DQNRun(run_dir)
         env, gamma = agent.env, cfg.gamma
     try:
-        return judge(algo, probe, agent, gamma, env, seed, time.monotonic() - start)
+        witness = watch.result(agent, int(env.action_space.n))
+        return judge(algo, probe, agent, gamma, env, seed, time.monotonic() - start, witness)
     finally:
         env.close()
 
@@ -280,8 +311,11 @@ def vpg_checks(
         results.append(run_probe("vpg", train, PROBES[number], workdir, seed))
         if number == 4:
             results.append(vpg_initial_entropy(workdir / "vpg-probe4", n_actions=2))
+    if probes is None or 1 in probes:
+        results.append(vpg_constant_return(train, workdir, seed))
     if probes is None:
         results.append(vpg_reachability(seed))
+    results += witness_rows("vpg", results)
     if probes is None or selftests:
         results += vpg_selftests(seed, selftests)
     return diagnose(results)
@@ -306,6 +340,55 @@ def vpg_initial_entropy(run_dir: Path, n_actions: int) -> Result:
     measured = "not logged" if entropy is None else f"{entropy:.4f}"
     suspect = "initialisation of the last layer: zero-init gives every action the same probability (entropy log A)"
     return Result("vpg", "initial entropy", ok, measured, f">= 0.98 * log {n_actions} = {0.98 * target:.4f}", suspect)
+
+
+# Probe 1's env (one action, +1 every one-step episode) under VPG: 4 updates of 16 episodes.
+CONSTANT_RETURN = {"episodes": 64, "batch_episodes": 16}
+NO_EPSILON = "advantages standardised without an epsilon"  # signatures.py: SELFTEST_CAUSES
+
+
+def scalars(run_dir: Path, tag: str) -> list[float]:
+    """Every value the run logged under ``tag``, in order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+
+
+def vpg_constant_return(train: Trainer, workdir: Path, seed: int) -> Result:
+    """Every return of every batch equal: G - mean is 0, and so is the batch std.
+
+    Standardised advantages need an epsilon, (G - mean) / (std + eps): without it they are
+    0 / 0 = NaN, and NaN reaches the loss, the gradients and every weight within one update. A
+    solved probe gets there too (every episode scores the optimum). Judged by what the run
+    wrote: the final checkpoint's parameters and every logged ``losses/policy_loss`` finite.
+    """
+    from dirtyrl.checkpoint import load_checkpoint
+
+    start = time.monotonic()
+    run_dir = train(vpg_config(PROBES[1].env_id, workdir / "vpg-constant-return", seed, **CONSTANT_RETURN))
+    model = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["model"]
+    nonfinite = [name for name, t in model.items() if torch.is_tensor(t) and not bool(torch.isfinite(t).all())]
+    losses = scalars(run_dir, "losses/policy_loss")
+    bad_losses = sum(not math.isfinite(x) for x in losses)
+    ok = not nonfinite and bool(losses) and not bad_losses
+    if ok:
+        measured = f"{len(model)} parameters finite; {len(losses)} losses finite"
+    elif not losses:
+        measured = "no losses/policy_loss logged"
+    else:
+        measured = f"non-finite: {', '.join(nonfinite) or 'no parameter'}; {bad_losses}/{len(losses)} logged losses"
+    return Result(
+        "vpg",
+        "constant return",
+        ok,
+        measured,
+        "parameters and losses/policy_loss finite",
+        "the advantage maths when every return is equal: a division by the batch std, a log of 0",
+        time.monotonic() - start,
+        {} if ok or not losses else {"bug": NO_EPSILON},
+    )
 
 
 def vpg_reachability(seed: int, env_id: str = "CartPole-v1") -> Result:
@@ -375,6 +458,7 @@ def dqn_checks(
         results.append(run_probe("dqn", train, PROBES[number], workdir, seed))
     if probes is None:
         results.append(dqn_reachability(seed))
+    results += witness_rows("dqn", results)
     if probes is None or selftests:
         results += dqn_selftests(seed, selftests)
     return diagnose(results)

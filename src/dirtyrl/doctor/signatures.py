@@ -8,17 +8,23 @@ are chosen per algorithm, from the most specific evidence to the least:
 1. a data-path self-test that failed names the function and, where the output matched a known
    wrong variant, the bug (``vpg loss`` matching a flipped sign, ``dqn td loss`` matching
    "truncation treated as terminal", a replay stack with frames of the previous episode);
-2. Q = r / (1 - gamma) on probe 1, a one-step episode: bootstrapping through the terminal state;
-3. a lower value than 1 / (1 - gamma) on probe 8 while probe 1 is right: truncation treated as
+2. what the witnesses saw (doctor/witnessing.py): gradients carried over from the previous
+   update, parameters in no optimizer, zero/NaN/exploding gradients; actions that follow a stale
+   observation, are not samples of the policy, or explore backwards; a target network that never
+   moves (a copy of the Q-network's shapes whose weights never change);
+3. Q = r / (1 - gamma) on probe 1, a one-step episode: bootstrapping through the terminal state;
+4. a lower value than 1 / (1 - gamma) on probe 8 while probe 1 is right: truncation treated as
    terminal;
-4. Q(s0) = 1 on probe 3: the discount is ignored;
-5. the training episodes' return far from the return of the same agent acting on the current
+5. Q(s0) = 1 on probe 3: the discount is ignored;
+6. the training episodes' return far from the return of the same agent acting on the current
    observation: an acting bug (a stale observation on probe 6; actions not sampled from the
    policy when the policy is still uniform);
-6. the opposite action learned: with probes 1-3 right (DQN), the values are attached to the
+7. the opposite action learned: with probes 1-3 right (DQN), the values are attached to the
    wrong action (action indexing); otherwise a flipped sign;
-7. only probe 9 failing: frame history; only probe 7 (of 4-7): credit one step off in time;
-   only probe 6 (of 4-7): a stale observation.
+8. the steps of probe 10 a policy gets wrong: step 1 only, rewards summed forward in time;
+   step 0 only, rewards-to-go reversed; steps 0 and 2, rewards-to-go shifted one step;
+9. only probe 9 failing: frame history; only probe 7 or 10 (of 4-7, 10): credit one step off in
+   time; only probe 6 (of 4-7): a stale observation.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ SELFTEST_CAUSES = {
     "rewards summed forward in time": "credit assigned to the wrong time step: rewards summed forward (past, not future)",
     "future rewards only (r_t left out)": "credit assigned to the wrong time step: G_t leaves out r_t (starts at t+1)",
     "values differ": "values differ from the slow reference",
+    "advantages standardised without an epsilon": (
+        "advantages standardised without an epsilon: (G - mean) / std is NaN when every return in a batch is equal"
+    ),
 }
 
 
@@ -84,9 +93,25 @@ def root_cause(algo: str, results: list[Result]) -> str | None:
     for r in mine:
         if not r.passed and "probe" not in r.data and (cause := _cause_of_selftest(r)):
             return cause
+    for check in ("gradients", "acting"):  # what the witnesses saw outranks what the results suggest
+        for r in mine:
+            if r.check == check and not r.passed and "cause" in r.data:
+                return r.data["cause"]
     if not failed:
         return None
-    return _value_signature(probes) or _behaviour_signature(algo, probes, failed)
+    return _target_signature(probes, failed) or _value_signature(probes) or _behaviour_signature(algo, probes, failed)
+
+
+def _target_signature(probes: dict[int, Result], failed: set[int]) -> str | None:
+    """A copy of the Q-network that no optimizer steps and that never changed: a frozen target."""
+    for n in sorted(failed):
+        witness = probes[n].data.get("witness")
+        if witness is not None and witness.frozen_copies:
+            return (
+                f"the target network never moves: {witness.frozen_copies[0]} has the Q-network's shapes and kept its "
+                "first weights for the whole run; copy the online weights into it every N steps"
+            )
+    return None
 
 
 def _value_signature(probes: dict[int, Result]) -> str | None:
@@ -113,6 +138,42 @@ def _value_signature(probes: dict[int, Result]) -> str | None:
     return None
 
 
+# Probe 10 (envs/probes.py TimeCreditProbe): P(right) at steps 0-3, in step order. Which steps a
+# policy gets wrong says how its credit was misplaced in time.
+TIME_PATTERNS = (
+    (
+        "RWR",
+        "rewards summed forward in time: each step credited with the rewards before it, not after "
+        "(np.cumsum, or G accumulated from the episode's start), so step 1 declines the investment that pays later",
+    ),
+    (
+        "WRR",
+        "rewards-to-go reversed in time: step 0 credited with the last step's return (G_t written to step T-1-t), "
+        "so it declines the loan whose cost comes last",
+    ),
+    (
+        "WRW",
+        "rewards-to-go shifted one step: G_{t+1} credited to step t (r_t left out), so each loan is credited "
+        "with its repayment only",
+    ),
+)
+
+
+def credit_in_time(r: Result) -> str | None:
+    """Probe 10's wrong steps matched against the patterns of the classic credit bugs."""
+    p_right = r.data.get("p_right")
+    if r.data.get("probe") != 10 or not p_right or len(p_right) != 4:
+        return None
+    # W: prefers the wrong action; R: right; ?: undecided. Step 3 is left out: a shifted G gives
+    # it no credit at all, so it goes wherever the shared bias drifts.
+    marks = "".join("W" if p < 0.5 else "R" if p >= 0.9 else "?" for p in p_right[:3])
+    wrong = ", ".join(str(i) for i, p in enumerate(p_right) if p < 0.5)
+    for pattern, cause in TIME_PATTERNS:
+        if marks == pattern:
+            return f"credit assigned to the wrong time step (probe 10 wrong at step {wrong}): {cause}"
+    return None
+
+
 def _behaviour_signature(algo: str, probes: dict[int, Result], failed: set[int]) -> str | None:
     """Signatures in what the agent did: acting gaps, opposite actions, which timed probe failed."""
     for n in sorted(failed):
@@ -126,7 +187,9 @@ def _behaviour_signature(algo: str, probes: dict[int, Result], failed: set[int])
             return "it learned the OPPOSITE action: a flipped sign (loss, advantage or reward)"
     if failed == {9}:
         return "frame history: the stack must hold the previous frame, zero-padded before the episode's first frame"
-    if 7 in failed and not failed & {4, 5, 6}:
+    if 10 in failed and (cause := credit_in_time(probes[10])):
+        return cause
+    if failed & {7, 10} and not failed & {4, 5, 6}:
         return "credit assigned to the wrong time step: the reward reaches an action other than the one that earned it"
     if 6 in failed and not failed & {4, 5, 7}:
         return "acting on a stale observation: right when the observation is fixed (probe 5), wrong when it changes"

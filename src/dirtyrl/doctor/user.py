@@ -25,10 +25,12 @@ from dirtyrl.doctor.agents import evaluate, load_agent_factory
 from dirtyrl.doctor.checks import Result
 from dirtyrl.doctor.probes import PROBES, judge
 from dirtyrl.doctor.signatures import diagnose
+from dirtyrl.doctor.witnessing import ProbeWatch, witness_rows
+from dirtyrl.doctor.wrappers import check_wrappers
 from dirtyrl.errors import UserError
 
 DEFAULT_AGENT_STEPS = 3000
-AGENT_PROBES = [1, 2, 3, 4, 5, 6, 7, 8]  # 9 needs a frame history the agent keeps itself: ask for it with --probes
+AGENT_PROBES = [1, 2, 3, 4, 5, 6, 7, 8, 10]  # 9 needs a frame history the agent keeps itself: ask for it with --probes
 
 
 def _judgeable(probe_number: int, agent: Any) -> bool:
@@ -51,7 +53,8 @@ def agent_results(spec: str, steps: int | None, seed: int, probes: list[int] | N
     for number in probes or AGENT_PROBES:
         probe = PROBES[number]
         start = time.monotonic()
-        agent = factory(probe.env_id, steps, seed)
+        with ProbeWatch() as watch:  # what the agent does while it trains, not what it reports
+            agent = factory(probe.env_id, steps, seed)
         if not hasattr(agent, "act"):
             raise UserError(f"--agent {spec}: the object it returned has no act(obs) method (docs/doctor.md)")
         if not _judgeable(number, agent):
@@ -61,10 +64,11 @@ def agent_results(spec: str, steps: int | None, seed: int, probes: list[int] | N
         env = make_env(probe.env_id)
         try:
             gamma = float(getattr(agent, "gamma", 0.99))
-            results.append(judge("agent", probe, agent, gamma, env, seed, time.monotonic() - start))
+            witness = watch.result(agent, int(env.action_space.n))
+            results.append(judge("agent", probe, agent, gamma, env, seed, time.monotonic() - start, witness))
         finally:
             env.close()
-    return diagnose(results)
+    return diagnose(results + witness_rows("agent", results))
 
 
 def check_env_results(
@@ -98,6 +102,7 @@ def check_env_results(
         )
     finally:
         env.close()
+    results.append(check_wrappers(env_id, seed, env_kwargs))
     results.append(_determinism(env_id, seed, env_kwargs))
     results.append(_random_baseline(env_id, seed, episodes, max_steps, env_kwargs))
     return results
