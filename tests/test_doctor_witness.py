@@ -134,3 +134,11 @@ def test_stable_baselines3_passes_with_no_false_alarm():
     results = agent_results("sb3_agents:make_ppo", 3000, 1, [5, 6]) + agent_results("sb3_agents:make_dqn", 3000, 1, [3, 6])
     assert all(r.passed for r in results), doctor.format_table(results)
     assert np.mean([r.seconds for r in results]) < 60
+
+
+def test_reinforce_with_a_layer_left_out_of_the_optimizer_is_named(tmp_path, monkeypatch):
+    edit = ("torch.optim.Adam(agent.net.parameters(), lr=0.02)", "torch.optim.Adam(agent.net[2].parameters(), lr=0.02)")
+    spec = seeded(tmp_path, monkeypatch, "reinforce", [edit], "r_half_optimizer", False)
+    grads = rows(agent_results(spec, 3000, 1, [5]))["gradients"]
+    assert not grads.passed and "not_in_optimizer" in grads.measured and "Sequential.0.weight" in grads.measured
+    assert grads.suspect.startswith("a layer left out of the optimizer")

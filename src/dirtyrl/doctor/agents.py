@@ -10,12 +10,14 @@ The protocol (``dirtyrl doctor --agent module:function``, docs/doctor.md)::
     agent.action_probs(obs) -> sequence     # optional (policy agents): pi(.|obs)
     agent.q_values(obs) -> sequence         # optional (value agents): Q(obs, .)
     agent.reset() -> None                   # optional: called before each evaluation episode
-    agent.episode_returns -> list[float]    # optional: returns of the training episodes, in order
+    agent.episode_returns -> list[float]    # optional, rarely needed: returns of the training episodes
 
 ``obs`` is one observation exactly as the env returns it. The doctor plays evaluation
 episodes itself, calling ``act`` on the current observation only, and compares them with the
-returns the agent got while training: a large gap means the training loop acts on something
-other than what the agent would choose (a stale observation, an argmax instead of a sample).
+returns the agent got while training, read from the env witness's record of the training
+episodes (doctor/witnessing.py; ``episode_returns`` only where the agent made no env through
+``gym.make``): a large gap means the training loop acts on something other than what the agent
+would choose (a stale observation, an argmax instead of a sample).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class VPGRun:
 
     def act(self, obs: np.ndarray) -> int:
         p = self.action_probs(obs)
+        if not np.isfinite(p).all():  # NaN weights: the probes fail on P(right) and the constant-return row names why
+            return 0
         return int(self.rng.choice(len(p), p=p / p.sum()))
 
 

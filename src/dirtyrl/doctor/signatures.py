@@ -108,8 +108,9 @@ def _target_signature(probes: dict[int, Result], failed: set[int]) -> str | None
         witness = probes[n].data.get("witness")
         if witness is not None and witness.frozen_copies:
             return (
-                f"the target network never moves: {witness.frozen_copies[0]} has the Q-network's shapes and kept its "
-                "first weights for the whole run; copy the online weights into it every N steps"
+                f"the target network never moves: {witness.frozen_copies[0]}, which no optimizer steps, has the "
+                "Q-network's shapes and kept its first weights for the whole run; copy the online weights into it "
+                "every N steps"
             )
     return None
 
