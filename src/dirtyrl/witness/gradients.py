@@ -138,8 +138,9 @@ class GradientWitness:
     every k-th: the gradients (zero, NaN, norm), the weights after the step (NaN), the dead
     units (on the forward passes that update learns from) and the non-zero gradient count of
     parameters in an optimizer; the update size every ``RATIO_EVERY * k`` steps after the first
-    ``RATIO_STEPS``. Gradients carried over (``stale_grad``), parameters in no optimizer and a
-    constant network input are still seen at every step and call.
+    ``RATIO_STEPS``; module calls are seen (named, their inputs sampled) only in the forward
+    passes before a checked update. Gradients carried over (``stale_grad``) and gradients of
+    parameters in no optimizer are still seen at every backward pass.
     """
 
     def __init__(
@@ -176,10 +177,10 @@ class GradientWitness:
         self.steps = 0  # optimizer steps, all optimizers
         self.findings: list[Finding] = []
         self.counts: dict[tuple[str, str], int] = {}
-        self.ratio_streak: dict[int, int] = {}
         self._before: dict[int, list[torch.Tensor]] = {}
         self._handles: list[Any] = []
         self._param_handles: list[Any] = []
+        self._module_handle: Any = None
         self.keep_inputs = keep_inputs
         self.input_every = input_every
         self.inputs: list[tuple[str, int, torch.Tensor]] = []
@@ -192,17 +193,29 @@ class GradientWitness:
     # -- installing -----------------------------------------------------------------------------
     def install(self) -> GradientWitness:
         self._handles = [
-            nn.modules.module.register_module_forward_pre_hook(self._forward_pre),
             optim_hooks.register_optimizer_step_pre_hook(self._step_pre),
             optim_hooks.register_optimizer_step_post_hook(self._step_post),
         ]
+        self._watch_modules(True)
         return self
 
     def remove(self) -> None:
+        self._watch_modules(False)
         for handle in self._handles + self._param_handles:
             handle.remove()
         self._handles.clear()
         self._param_handles.clear()
+
+    def _watch_modules(self, on: bool) -> None:
+        """The global forward pre-hook on or off. Any global hook sends every module call of the
+        process down torch's slow path (a few microseconds each, the largest cost of a witnessed
+        CartPole DQN), so with ``check_every`` > 1 it is on only while the coming update is
+        checked in full: modules are still named at their first call in such a window."""
+        if on and self._module_handle is None:
+            self._module_handle = nn.modules.module.register_module_forward_pre_hook(self._forward_pre)
+        elif not on and self._module_handle is not None:
+            self._module_handle.remove()
+            self._module_handle = None
 
     def __enter__(self) -> GradientWitness:
         return self.install()
@@ -355,19 +368,21 @@ class GradientWitness:
         if before is not None:
             delta = sum(float((p.detach() - b).double().pow(2).sum()) for p, b in zip(group_params, before, strict=True))
             size = sum(float(b.double().pow(2).sum()) for b in before)
-            ratio = (delta / size) ** 0.5 if size > 0 else 0.0
-            streak = self.ratio_streak.get(key, 0) + 1 if ratio > self.max_update_ratio else 0
-            self.ratio_streak[key] = streak
-            if streak >= 2:
+            ratio = (delta / size) ** 0.5 if size > 1e-12 else 0.0  # all-zero weights: no scale to compare with
+            # One step is enough: a sane step moves the weights by 1e-4 to 1e-2 of their norm, and
+            # after a step of 1x the weights are so large that the next steps look smaller.
+            if ratio > self.max_update_ratio:
                 found.append(
                     self._finding(
                         "update_size",
                         f"optimizer {type(optimizer).__name__}",
-                        f"one step moved the weights by {ratio:.3g} times their norm (> {self.max_update_ratio:g}), "
-                        f"{streak} measured steps in a row; lr {optimizer.param_groups[0].get('lr')}",
+                        f"step {self.optimizers[key]} moved the weights by {ratio:.3g} times their norm "
+                        f"(> {self.max_update_ratio:g}); lr {optimizer.param_groups[0].get('lr')}",
                     )
                 )
         self._check_next = self._is_checked(self.steps + 1)
+        if self.check_every > 1 and self._handles:
+            self._watch_modules(self._check_next)
         self._emit(found)
 
     # -- checks ---------------------------------------------------------------------------------
