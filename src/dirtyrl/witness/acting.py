@@ -71,14 +71,20 @@ def predictability(keys: Sequence[Hashable], actions: Sequence[int]) -> float | 
     >>> predictability(["a"] * 40, [0, 1] * 20)
     0.5
     """
+    groups = _groups(keys, actions)
+    if groups is None:
+        return None
+    return sum(c.most_common(1)[0][1] for c in groups.values()) / len(actions)
+
+
+def _groups(keys: Sequence[Hashable], actions: Sequence[int]) -> dict[Hashable, Counter] | None:
+    """Action counts per key; None when there are too few actions or too many keys to judge."""
     if len(actions) < MIN_SAMPLES:
         return None
     groups: dict[Hashable, Counter] = defaultdict(Counter)
     for k, a in zip(keys, actions, strict=True):
         groups[k][a] += 1
-    if len(groups) > MAX_KEYS:
-        return None
-    return sum(c.most_common(1)[0][1] for c in groups.values()) / len(actions)
+    return groups if len(groups) <= MAX_KEYS else None
 
 
 def top_share(actions: Sequence[int]) -> float:
@@ -111,12 +117,8 @@ def policy_mismatch(
     >>> policy_mismatch(["s"] * 40, [0] * 40, lambda k: [0.5, 0.5])
     0.5
     """
-    if len(actions) < MIN_SAMPLES:
-        return None
-    groups: dict[Hashable, Counter] = defaultdict(Counter)
-    for k, a in zip(keys, actions, strict=True):
-        groups[k][a] += 1
-    if len(groups) > MAX_KEYS:
+    groups = _groups(keys, actions)
+    if groups is None:
         return None
     total = 0.0
     for k, counts in groups.items():
