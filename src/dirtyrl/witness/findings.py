@@ -42,7 +42,7 @@ def format_findings(findings: list[Finding]) -> str:
 
     >>> print(format_findings([Finding("zero_grad", "fc.weight", "all zeros", "a detached loss", 3, 40)]))
     check      where      step  env step  measured   likely cause
-    ---------------------------------------------------------------
+    -------------------------------------------------------------
     zero_grad  fc.weight  3     40        all zeros  a detached loss
     >>> format_findings([])
     'no findings'
