@@ -126,7 +126,9 @@ class GradientWitness:
 
     ``every`` > 0 logs gradient norms and histograms of every stepped parameter every ``every``
     optimizer steps through ``logger`` (``debug/grad/<param>``, ``debug/grad_norm/<param>``,
-    ``debug/global_grad_norm``, ``debug/weight/<param>``: the tags of ``--debug.grad-stats-every``).
+    ``debug/global_grad_norm``, ``debug/weight/<param>``: the tags of ``--debug.grad-stats-every``);
+    ``histogram_every`` logs the histograms only every that many optimizer steps (they cost far
+    more than the norms: about 0.5 ms each).
     ``env_step`` stamps findings and logged values with the env step (the env witness's count).
     ``keep_inputs`` > 0 keeps that many image-shaped inputs (3 or more dimensions) of the first
     root module that gets one, one every ``input_every`` calls, in ``inputs`` as
@@ -158,6 +160,7 @@ class GradientWitness:
         keep_inputs: int = 0,
         input_every: int = 100,
         check_every: int = 1,
+        histogram_every: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"witness mode must be one of {MODES}, got {mode!r}")
@@ -187,7 +190,9 @@ class GradientWitness:
         self._input_calls = 0
         self._input_root: str | None = None
         self.check_every = max(1, check_every)
+        self.histogram_every = histogram_every  # None: with every logged norm
         self._check_next = True  # whether the coming optimizer step is checked in full
+        self._fallback_named: set[int] = set()  # parameters named after their optimizer, waiting for their module
         self._records: dict[int, tuple[int, list[ParamRecord], list[torch.Tensor]]] = {}  # per optimizer
 
     # -- installing -----------------------------------------------------------------------------
@@ -201,21 +206,33 @@ class GradientWitness:
 
     def remove(self) -> None:
         self._watch_modules(False)
-        for handle in self._handles + self._param_handles:
+        for handle in self._handles + self._param_handles:  # (check_every 1: param hooks made at first sight)
             handle.remove()
         self._handles.clear()
         self._param_handles.clear()
 
     def _watch_modules(self, on: bool) -> None:
-        """The global forward pre-hook on or off. Any global hook sends every module call of the
-        process down torch's slow path (a few microseconds each, the largest cost of a witnessed
-        CartPole DQN), so with ``check_every`` > 1 it is on only while the coming update is
-        checked in full: modules are still named at their first call in such a window."""
+        """The global forward pre-hook and the parameters' tensor hooks on or off.
+
+        Any global module hook sends every module call of the process down torch's slow path (a
+        few microseconds each), and each tensor hook is a call into Python per parameter per
+        backward: the largest costs of a witnessed CartPole DQN. So with ``check_every`` > 1 they
+        are on only from the optimizer step before a checked update to the one that ends it: the
+        backward passes seen are exactly one update's, the first after a step among them, so
+        carried gradients are still measured exactly on every checked update; modules are named
+        at their first call in such a window.
+        """
         if on and self._module_handle is None:
             self._module_handle = nn.modules.module.register_module_forward_pre_hook(self._forward_pre)
+            for rec in self.params.values():
+                if rec.param.requires_grad:
+                    self._param_handles.append(rec.param.register_hook(lambda g, r=rec: self._on_grad(r, g)))
         elif not on and self._module_handle is not None:
             self._module_handle.remove()
             self._module_handle = None
+            for handle in self._param_handles:
+                handle.remove()
+            self._param_handles.clear()
 
     def __enter__(self) -> GradientWitness:
         return self.install()
@@ -226,10 +243,15 @@ class GradientWitness:
     # -- naming ---------------------------------------------------------------------------------
     def _param(self, p: torch.Tensor, name: str) -> ParamRecord:
         rec = self.params.get(id(p))
+        if rec is not None and id(p) in self._fallback_named and not name.startswith("optimizer"):
+            # First seen in an optimizer step while the module hook was off (check_every > 1):
+            # its module's name, now that the module was called in a window.
+            rec.name = name
+            self._fallback_named.discard(id(p))
         if rec is None:
             rec = ParamRecord(name, p, initial=p.detach().clone())
             self.params[id(p)] = rec
-            if p.requires_grad:
+            if p.requires_grad and (self._module_handle is not None or self.check_every == 1):
                 self._param_handles.append(p.register_hook(lambda g, r=rec: self._on_grad(r, g)))
         return rec
 
@@ -320,7 +342,7 @@ class GradientWitness:
         self.optimizers[key] = self.optimizers.get(key, 0) + 1
         records, group_params = self._stepped(optimizer)
         found = []
-        if self._is_checked(self.steps):
+        if self._is_checked(self.steps, self.optimizers[key]):
             found += self._check_grads(records)
             found += self._check_dead_units()
         if self.steps in EARLY_CHECKS or self.steps % CHECK_EVERY == 0:
@@ -341,14 +363,21 @@ class GradientWitness:
         group_params = [p for group in optimizer.param_groups for p in group["params"]]
         records = []
         for i, p in enumerate(group_params):
-            rec = self.params.get(id(p)) or self._param(p, f"optimizer{len(self.optimizers) - 1}.param{i}{tuple(p.shape)}")
+            rec = self.params.get(id(p))
+            if rec is None:
+                rec = self._param(p, f"optimizer{len(self.optimizers) - 1}.param{i}{tuple(p.shape)}")
+                if self.check_every > 1:
+                    self._fallback_named.add(id(p))  # its module was not called in a window yet: open one
             rec.optimizers.add(key)
             records.append(rec)
         self._records[key] = (count, records, group_params)
         return records, group_params
 
-    def _is_checked(self, step: int) -> bool:
-        return self.check_every == 1 or step <= FULL_CHECK_STEPS or step % self.check_every == 0
+    def _is_checked(self, step: int, own_step: int) -> bool:
+        """Whether global optimizer step ``step`` (the ``own_step``-th of its optimizer) is checked
+        in full: every one of each optimizer's first FULL_CHECK_STEPS (a second agent trained
+        later in the same script gets its own), then every ``check_every``-th."""
+        return self.check_every == 1 or own_step <= FULL_CHECK_STEPS or step % self.check_every == 0
 
     def _step_post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         key = id(optimizer)
@@ -357,7 +386,7 @@ class GradientWitness:
         for rec in records:
             rec.pending = True
             rec.steps += 1
-        if self._is_checked(self.steps) and not _all_finite(group_params):
+        if self._is_checked(self.steps, self.optimizers[key]) and not _all_finite(group_params):
             for rec, p in zip(records, group_params, strict=True):
                 if not bool(torch.isfinite(p.detach()).all()):
                     bad = int((~torch.isfinite(p.detach())).sum())
@@ -380,7 +409,11 @@ class GradientWitness:
                         f"(> {self.max_update_ratio:g}); lr {optimizer.param_groups[0].get('lr')}",
                     )
                 )
-        self._check_next = self._is_checked(self.steps + 1)
+        naming = bool(self._fallback_named)
+        if naming and self._module_handle is not None:
+            self._fallback_named.clear()  # a window has passed: a parameter still unnamed keeps its optimizer's name
+            naming = False
+        self._check_next = self._is_checked(self.steps + 1, self.optimizers[key] + 1) or naming
         if self.check_every > 1 and self._handles:
             self._watch_modules(self._check_next)
         self._emit(found)
@@ -420,6 +453,24 @@ class GradientWitness:
             found.append(
                 self._finding("grad_norm", "model", f"global gradient norm {total:.3e} > {self.max_grad_norm:g} at a step")
             )
+        if any(f.check == "zero_grad" for f in found):
+            found += self._zero_inputs()
+        return found
+
+    def _zero_inputs(self) -> list[Finding]:
+        """A network fed nothing but zeros: the root cause of its first layer's all-zero weight
+        gradients, named as such (``constant_input`` ranks above ``zero_grad``) without waiting
+        for CONSTANT_INPUT_CALLS calls."""
+        found = []
+        for m in self.modules.values():
+            if m.root and not m.input_varied and m.calls >= 2 and m.first_input is not None and not bool(m.first_input.any()):
+                found.append(
+                    self._finding(
+                        "constant_input",
+                        m.name,
+                        f"all zeros in all {m.calls} forward calls on data, so its first layer's weight gradients are zero",
+                    )
+                )
         return found
 
     def _nan_origin(self) -> str:
@@ -487,13 +538,16 @@ class GradientWitness:
     def _log(self, records: list[ParamRecord]) -> None:
         step = self.env_step()
         total_sq = 0.0
+        histograms = self.histogram_every is None or self.steps % self.histogram_every == 0
         for rec in records:
             p = rec.param
-            self.logger.histogram(f"debug/weight/{rec.name}", p.detach().cpu(), step)
+            if histograms:
+                self.logger.histogram(f"debug/weight/{rec.name}", p.detach().cpu(), step)
             if p.grad is not None:
                 norm = float(p.grad.detach().norm())
                 total_sq += norm * norm
-                self.logger.histogram(f"debug/grad/{rec.name}", p.grad.detach().cpu(), step)
+                if histograms:
+                    self.logger.histogram(f"debug/grad/{rec.name}", p.grad.detach().cpu(), step)
                 self.logger.scalar(f"debug/grad_norm/{rec.name}", norm, step)
         self.logger.scalar("debug/global_grad_norm", total_sq**0.5, step)
 

@@ -1,0 +1,102 @@
+"""What does ``dirtyrl watch`` cost a training script?
+
+Runs the example CleanRL-style DQN (examples/dqn_script.py, CartPole-v1) plain and under
+``dirtyrl watch`` with its default settings, alternating (plain, watch, watch, plain, ...) so
+machine noise and order effects hit both alike, and compares:
+
+- the training loop's own wall time, as the script prints it ("(X s)": from its first env step
+  to its last, the same code either way). The ratio watch / plain of this is the overhead of
+  the witnesses: the target is at most 1.10;
+- the whole command's wall and CPU time, for reference: watch also writes TensorBoard, plays
+  the random baseline (skipped here: ``--baseline-episodes 0``) and draws the report at the end,
+  a fixed cost that does not grow with the run.
+
+CartPole is the worst case: its env step and its network are the cheapest, so a per-step cost
+shows most. ``lscpu``'s model and flags are printed first.
+
+    OMP_NUM_THREADS=1 python benchmarks/watch_overhead.py --steps 20000 --rounds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "dqn_script.py"
+LOOP_TIME = re.compile(r"\(([0-9.]+) s\)")
+
+
+def cpu_model() -> str:
+    """lscpu's model name and flags (the flags say which vector instructions torch can use)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "lscpu not available"
+    keep = [line for line in out.splitlines() if line.startswith(("Model name", "CPU(s):", "Flags"))]
+    return "\n".join(keep)
+
+
+def one_run(watch: bool, steps: int, tmp: Path, index: int) -> tuple[float, float, float]:
+    """(loop seconds as the script prints them, whole-command wall seconds, whole-command CPU seconds)."""
+    command = [sys.executable, str(SCRIPT), "--total-timesteps", str(steps)]
+    if watch:
+        run_dir = tmp / f"watch-{index}"
+        flags = ["--run-dir", str(run_dir), "--baseline-episodes", "0"]
+        command = [sys.executable, "-m", "dirtyrl", "watch", *flags, *command[1:]]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    found = LOOP_TIME.search(out.stdout)
+    if found is None:
+        raise SystemExit(f"no loop time in the output of {' '.join(command)}:\n{out.stdout}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return float(found.group(1)), wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20000, help="env steps of each DQN run (default: 20000)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of (plain, watch) pairs, order alternating (default: 4)")
+    args = parser.parse_args()
+    print(cpu_model())
+    print(f"load average before: {os.getloadavg()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            order = (False, True) if r % 2 == 0 else (True, False)
+            got = {watch: one_run(watch, args.steps, Path(tmp), r) for watch in order}
+            rows.append((got[False], got[True]))
+            plain, watch = got[False], got[True]
+            print(
+                f"round {r}: loop {plain[0]:.2f} s plain, {watch[0]:.2f} s watched (x{watch[0] / plain[0]:.3f}); "
+                f"command wall {plain[1]:.2f} / {watch[1]:.2f} s, cpu {plain[2]:.2f} / {watch[2]:.2f} s",
+                flush=True,
+            )
+    loop_ratios = [w[0] / p[0] for p, w in rows]
+    print(f"load average after: {os.getloadavg()}")
+    print(
+        f"median loop time: plain {statistics.median(p[0] for p, _ in rows):.2f} s, "
+        f"watched {statistics.median(w[0] for _, w in rows):.2f} s"
+    )
+    print(f"loop overhead (median of the per-round ratios): x{statistics.median(loop_ratios):.3f}")
+    print(
+        f"whole command (median): wall x{statistics.median(w[1] / p[1] for p, w in rows):.3f}, "
+        f"cpu x{statistics.median(w[2] / p[2] for p, w in rows):.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
