@@ -70,7 +70,7 @@ def main() -> None:
     obs_buf, next_buf = np.zeros((size, obs_dim), np.float32), np.zeros((size, obs_dim), np.float32)
     act_buf, rew_buf, term_buf = np.zeros(size, np.int64), np.zeros(size, np.float32), np.zeros(size, np.float32)
 
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     returns = []
     obs, _ = envs.reset(seed=args.seed)
     episode_return = 0.0
@@ -111,7 +111,8 @@ def main() -> None:
 
     envs.close()
     last = returns[-20:]
-    print(f"{len(returns)} episodes, mean return of the last {len(last)}: {np.mean(last):.1f} ({time.time() - start:.1f} s)")
+    wall, cpu = time.time() - start, time.process_time() - cpu_start
+    print(f"{len(returns)} episodes, mean return of the last {len(last)}: {np.mean(last):.1f} ({wall:.2f} s, {cpu:.2f} s CPU)")
 
 
 if __name__ == "__main__":

@@ -197,3 +197,41 @@ def test_acting_evidence_names_the_observation_the_actions_follow():
     assert ev.stale == "previous" and ev.previous == 1.0 and ev.current < 0.7
     episodes = [Episode(observations=e.observations, actions=[int(o[0] > 0) for o in e.observations]) for e in episodes]
     assert acting_evidence(episodes, 2).stale is None
+
+
+def test_sparse_gradients_are_judged_by_their_values_and_a_witness_error_never_ends_the_run(tmp_path, capsys):
+    from dirtyrl.telemetry import RunLogger
+
+    emb, lin = nn.Embedding(10, 4, sparse=True), nn.Linear(4, 2)
+    opt = torch.optim.SGD([*emb.parameters(), *lin.parameters()], lr=0.1)
+
+    def steps(n):
+        for i in range(n):
+            opt.zero_grad()
+            lin(emb(torch.tensor([i % 10, 3]))).sum().backward()
+            opt.step()
+
+    with GradientWitness(every=5, logger=RunLogger(tmp_path)) as w:
+        steps(30)
+    assert w.close() == [] and w.failed is None
+    broken = GradientWitness()
+    broken._check_grads = None  # a bug of the witness's own
+    with broken:
+        steps(3)  # the run goes on
+    assert broken.failed is not None and "internal error" in capsys.readouterr().err
+
+
+def test_an_env_witness_error_never_ends_the_run(capsys):
+    gym.register("WitnessCycle-v0", entry_point=Cycle)
+    try:
+        with EnvWitness() as witness:
+            witness.on_step = None  # a bug of the witness's own
+            env = gym.make("WitnessCycle-v0")
+            env.reset(seed=1)
+            for _ in range(8):  # the env goes on stepping and resetting
+                _, _, terminated, _, _ = env.step(0)
+                if terminated:
+                    env.reset()
+        assert witness.failed is not None and "internal error" in capsys.readouterr().err
+    finally:
+        gym.registry.pop("WitnessCycle-v0")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 
 from dirtyrl.witness.acting import Episode
-from dirtyrl.witness.findings import Finding
+from dirtyrl.witness.findings import Finding, WitnessTripped
 
 ONE_ACTION_STEPS = 500  # steps before "one action almost always" can be judged
 ONE_ACTION_SHARE = 0.98
@@ -59,17 +60,30 @@ class Recorder(gym.Wrapper):
 
     def reset(self, **kwargs: Any) -> Any:
         obs, info = self.env.reset(**kwargs)
-        if self.pid == os.getpid():
-            if self.episode is not None and self.episode.actions:
-                self.witness.end_episode(self, self.episode)  # abandoned by a reset: still played
-            self.episode = Episode()
-            self._see(obs)
+        if self.pid == os.getpid() and self.witness.failed is None:
+            try:
+                if self.episode is not None and self.episode.actions:
+                    self.witness.end_episode(self, self.episode)  # abandoned by a reset: still played
+                self.episode = Episode()
+                self._see(obs)
+            except WitnessTripped:
+                raise
+            except Exception as exc:
+                self.witness.stand_down(exc)
         return obs, info
 
     def step(self, action: Any) -> Any:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if self.pid != os.getpid():
-            return obs, reward, terminated, truncated, info
+        if self.pid == os.getpid() and self.witness.failed is None:
+            try:  # costs nothing per step in Python 3.11, unlike a context manager
+                self._record(action, reward, terminated, truncated, obs)
+            except WitnessTripped:
+                raise
+            except Exception as exc:
+                self.witness.stand_down(exc)
+        return obs, reward, terminated, truncated, info
+
+    def _record(self, action: Any, reward: Any, terminated: Any, truncated: Any, obs: Any) -> None:
         if self.episode is None:
             self.episode = Episode()
         a = _as_action(action)
@@ -87,7 +101,6 @@ class Recorder(gym.Wrapper):
             self.episode = None
             self.witness.end_episode(self, ep)
         self._see(obs)
-        return obs, reward, terminated, truncated, info
 
     def _see(self, obs: Any) -> None:
         """Keep the observation the next action will be chosen on; check it now and then."""
@@ -168,6 +181,7 @@ class EnvWitness:
         self.env_steps = 0
         self.action_counts: Counter = Counter()
         self.findings: list[Finding] = []
+        self.failed: str | None = None  # the witness's own error, if one happened (the run went on)
         self.made: list[tuple[str, dict[str, Any]]] = []  # (env id, kwargs) as the script made them
         self._reported: set[tuple[str, str]] = set()
         self._saved: list[tuple[Any, str, Any]] = []
@@ -202,6 +216,16 @@ class EnvWitness:
 
     def __exit__(self, *exc: Any) -> None:
         self.remove()
+
+    def stand_down(self, exc: Exception) -> None:
+        """An error of the witness's own never ends the watched run: one line, then it stands down."""
+        self.failed = f"{type(exc).__name__}: {exc}"
+        print(
+            f"dirtyrl: witness: internal error while recording an env ({self.failed}); the env witness is off "
+            "for the rest of the run, which goes on",
+            file=sys.stderr,
+            flush=True,
+        )
 
     # -- what the recorders report --------------------------------------------------------------
     def on_step(self, recorder: Recorder, action: int) -> None:

@@ -179,10 +179,12 @@ class GradientWitness:
         self.optimizers: dict[int, int] = {}  # id(optimizer) -> its steps
         self.steps = 0  # optimizer steps, all optimizers
         self.findings: list[Finding] = []
+        self.failed: str | None = None  # the witness's own error, if one happened (the run went on)
         self.counts: dict[tuple[str, str], int] = {}
         self._before: dict[int, list[torch.Tensor]] = {}
         self._handles: list[Any] = []
         self._param_handles: list[Any] = []
+        self._grad_hook = self._safe(self._on_grad)
         self._module_handle: Any = None
         self.keep_inputs = keep_inputs
         self.input_every = input_every
@@ -198,8 +200,8 @@ class GradientWitness:
     # -- installing -----------------------------------------------------------------------------
     def install(self) -> GradientWitness:
         self._handles = [
-            optim_hooks.register_optimizer_step_pre_hook(self._step_pre),
-            optim_hooks.register_optimizer_step_post_hook(self._step_post),
+            optim_hooks.register_optimizer_step_pre_hook(self._safe(self._step_pre)),
+            optim_hooks.register_optimizer_step_post_hook(self._safe(self._step_post)),
         ]
         self._watch_modules(True)
         return self
@@ -223,16 +225,38 @@ class GradientWitness:
         at their first call in such a window.
         """
         if on and self._module_handle is None:
-            self._module_handle = nn.modules.module.register_module_forward_pre_hook(self._forward_pre)
+            self._module_handle = nn.modules.module.register_module_forward_pre_hook(self._safe(self._forward_pre))
             for rec in self.params.values():
                 if rec.param.requires_grad:
-                    self._param_handles.append(rec.param.register_hook(lambda g, r=rec: self._on_grad(r, g)))
+                    self._param_handles.append(rec.param.register_hook(lambda g, r=rec: self._grad_hook(r, g)))
         elif not on and self._module_handle is not None:
             self._module_handle.remove()
             self._module_handle = None
             for handle in self._param_handles:
                 handle.remove()
             self._param_handles.clear()
+
+    def _safe(self, hook: Callable[..., Any]) -> Callable[..., Any]:
+        """``hook``, except that an error of the witness's own never ends the watched run: it is
+        said in one line, and the witness stands down for the rest of the run."""
+
+        def guarded(*args: Any) -> None:
+            if self.failed is not None:
+                return
+            try:
+                hook(*args)
+            except WitnessTripped:
+                raise
+            except Exception as exc:
+                self.failed = f"{type(exc).__name__}: {exc}"
+                print(
+                    f"dirtyrl: witness: internal error in {hook.__name__} ({self.failed}); the gradient witness is "
+                    "off for the rest of the run, which goes on",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        return guarded
 
     def __enter__(self) -> GradientWitness:
         return self.install()
@@ -252,7 +276,7 @@ class GradientWitness:
             rec = ParamRecord(name, p, initial=p.detach().clone())
             self.params[id(p)] = rec
             if p.requires_grad and (self._module_handle is not None or self.check_every == 1):
-                self._param_handles.append(p.register_hook(lambda g, r=rec: self._on_grad(r, g)))
+                self._param_handles.append(p.register_hook(lambda g, r=rec: self._grad_hook(r, g)))
         return rec
 
     def _see_module(self, module: nn.Module) -> ModuleRecord:
@@ -315,13 +339,13 @@ class GradientWitness:
     def _on_grad(self, rec: ParamRecord, grad: torch.Tensor) -> None:
         """Before accumulation: ``rec.param.grad`` is what this backward pass will add to."""
         rec.backwards += 1
-        if (self._check_next or not rec.optimizers) and bool(grad.any()):
+        if (self._check_next or not rec.optimizers) and _nonzero(grad):
             rec.nonzero += 1
         if rec.pending:
             rec.pending = False
             rec.checked += 1
             old = rec.param.grad
-            if old is not None and old.shape == grad.shape and bool(old.any()):
+            if old is not None and old.shape == grad.shape and _nonzero(old):
                 rec.carried += 1
                 carried, incoming = float(old.norm()), float(grad.norm())
                 rec.carried_ratio = max(rec.carried_ratio, carried / max(incoming, 1e-30))
@@ -425,12 +449,17 @@ class GradientWitness:
         norms = torch._foreach_norm([r.param.grad.detach() for r in with_grad]) if with_grad else []
         values = torch.stack(norms).tolist() if with_grad else []  # one copy to Python for all of them
         norm_of = {id(r): v for r, v in zip(with_grad, values, strict=True)}
+        for r in records:  # sparse gradients (nn.Embedding(sparse=True)): the norm of their stored values
+            g = r.param.grad
+            if g is not None and g.is_sparse:
+                norm_of[id(r)] = float(g.detach().coalesce().values().norm())
         total_sq = 0.0
         for rec in records:
             norm = norm_of.get(id(rec))
             zero = norm is None or norm == 0.0
             if norm is not None and not (norm == norm and norm != float("inf")):
-                bad = int((~torch.isfinite(rec.param.grad)).sum())
+                g = rec.param.grad.coalesce().values() if rec.param.grad.is_sparse else rec.param.grad
+                bad = int((~torch.isfinite(g)).sum())
                 found.append(
                     self._finding(
                         "nan_grad", rec.name, f"{bad} of {rec.param.grad.numel()} entries are NaN/Inf; {self._nan_origin()}"
@@ -544,10 +573,11 @@ class GradientWitness:
             if histograms:
                 self.logger.histogram(f"debug/weight/{rec.name}", p.detach().cpu(), step)
             if p.grad is not None:
-                norm = float(p.grad.detach().norm())
+                grad = p.grad.detach().coalesce().values() if p.grad.is_sparse else p.grad.detach()
+                norm = float(grad.norm())
                 total_sq += norm * norm
                 if histograms:
-                    self.logger.histogram(f"debug/grad/{rec.name}", p.grad.detach().cpu(), step)
+                    self.logger.histogram(f"debug/grad/{rec.name}", grad.cpu(), step)
                 self.logger.scalar(f"debug/grad_norm/{rec.name}", norm, step)
         self.logger.scalar("debug/global_grad_norm", total_sq**0.5, step)
 
@@ -574,6 +604,8 @@ class GradientWitness:
     def close(self) -> list[Finding]:
         """The end-of-run checks, then every finding; the hooks are removed."""
         self.remove()
+        if self.failed is not None:  # what it saw before its own error stands; nothing more is judged
+            return self.findings
         found = self.slow_checks()
         for rec in self.params.values():
             if rec.optimizers and rec.steps >= 3 and rec.backwards == 0 and rec.param.requires_grad:
@@ -619,3 +651,14 @@ class GradientWitness:
     def _all_params(self, m: ModuleRecord) -> list[ParamRecord]:
         prefix = m.name + "."
         return [p for p in self.params.values() if p.name.startswith(prefix)]
+
+
+def _nonzero(t: torch.Tensor) -> bool:
+    """Any non-zero entry; sparse gradients (``nn.Embedding(sparse=True)``) by their stored values.
+
+    >>> _nonzero(torch.zeros(3)), _nonzero(torch.tensor([0.0, 2.0]).to_sparse())
+    (False, True)
+    """
+    if t.layout != torch.strided:
+        return bool(t.coalesce().values().any()) if t.is_sparse else True
+    return bool(t.any())
