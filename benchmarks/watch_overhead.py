@@ -1,8 +1,9 @@
 """What does ``dirtyrl watch`` cost a training script?
 
 Runs the example CleanRL-style DQN (examples/dqn_script.py, CartPole-v1) plain and under
-``dirtyrl watch`` with its default settings, alternating (plain, watch, watch, plain, ...) so
-machine noise and order effects hit both alike, and compares:
+``dirtyrl watch`` with its default settings, so that machine noise hits both alike: by default
+both at once, one core each, the cores swapped every round; with ``--one-at-a-time``, one after
+the other, the order alternating. It compares:
 
 - the training loop's own CPU time, as the script prints it ("(X s, Y s CPU)": from its first
   env step to its last, the same code either way). The ratio watch / plain of this is the
@@ -16,7 +17,10 @@ machine noise and order effects hit both alike, and compares:
 CartPole is the worst case: its env step and its network are the cheapest, so a per-step cost
 shows most. ``lscpu``'s model and flags are printed first.
 
-    OMP_NUM_THREADS=1 python benchmarks/watch_overhead.py --steps 20000 --rounds 4
+    OMP_NUM_THREADS=1 python benchmarks/watch_overhead.py --steps 20000 --rounds 8
+    taskset -c 1 env OMP_NUM_THREADS=1 python benchmarks/watch_overhead.py --one-at-a-time
+
+Time on a shared VM is noisy; benchmarks/watch_instructions.py counts instructions instead.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -47,40 +50,64 @@ def cpu_model() -> str:
     return "\n".join(keep)
 
 
-def one_run(watch: bool, steps: int, tmp: Path, index: int) -> tuple[float, float, float, float]:
-    """(loop CPU seconds and loop wall seconds as the script prints them, whole-command wall
-    seconds, whole-command CPU seconds)."""
+def start_run(watch: bool, steps: int, tmp: Path, index: int, core: int | None) -> tuple[subprocess.Popen, Path, float]:
+    """Start one run (pinned to ``core`` when given); its output goes to a file in ``tmp``."""
     command = [sys.executable, str(SCRIPT), "--total-timesteps", str(steps)]
     if watch:
-        run_dir = tmp / f"watch-{index}"
-        flags = ["--run-dir", str(run_dir), "--baseline-episodes", "0"]
+        flags = ["--run-dir", str(tmp / f"watch-{index}"), "--baseline-episodes", "0"]
         command = [sys.executable, "-m", "dirtyrl", "watch", *flags, *command[1:]]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-    found = LOOP_TIME.search(out.stdout)
+    out = tmp / f"{'watch' if watch else 'plain'}-{index}.out"
+    pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
+    with out.open("w") as f:
+        proc = subprocess.Popen(
+            command, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=pin
+        )
+    return proc, out, time.perf_counter()
+
+
+def finish_run(proc: subprocess.Popen, out: Path, started: float) -> tuple[float, float, float, float]:
+    """(loop CPU seconds and loop wall seconds as the script prints them, whole-command wall
+    seconds, whole-command CPU seconds)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = out.read_text()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, proc.args))} failed ({proc.returncode}):\n{text}")
+    found = LOOP_TIME.search(text)
     if found is None:
-        raise SystemExit(f"no loop time in the output of {' '.join(command)}:\n{out.stdout}")
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return float(found.group(2)), float(found.group(1)), wall, cpu
+        raise SystemExit(f"no loop time in the output of {' '.join(map(str, proc.args))}:\n{text}")
+    return float(found.group(2)), float(found.group(1)), wall, usage.ru_utime + usage.ru_stime
+
+
+def one_round(r: int, steps: int, tmp: Path, side_by_side: bool) -> dict[bool, tuple[float, float, float, float]]:
+    """Plain and watched, at once on two cores (swapped each round) or one after the other."""
+    if side_by_side:
+        cores = sorted(os.sched_getaffinity(0))[:2]
+        runs = {watch: start_run(watch, steps, tmp, r, cores[(r + watch) % 2]) for watch in (False, True)}
+        return {watch: finish_run(*run) for watch, run in runs.items()}
+    order = (False, True) if r % 2 == 0 else (True, False)
+    return {watch: finish_run(*start_run(watch, steps, tmp, r, None)) for watch in order}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20000, help="env steps of each DQN run (default: 20000)")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds of (plain, watch) pairs, order alternating (default: 4)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of (plain, watch) pairs (default: 4)")
+    parser.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="run plain and watched one after the other, order alternating (default: at once, one core each, "
+        "swapped every round, so both meet the same neighbours; needs 2 cores)",
+    )
     args = parser.parse_args()
+    side_by_side = not args.one_at_a_time and len(os.sched_getaffinity(0)) >= 2
     print(cpu_model())
-    print(f"load average before: {os.getloadavg()}")
+    print(f"load average before: {os.getloadavg()}; {'side by side' if side_by_side else 'one at a time'}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            order = (False, True) if r % 2 == 0 else (True, False)
-            got = {watch: one_run(watch, args.steps, Path(tmp), r) for watch in order}
+            got = one_round(r, args.steps, Path(tmp), side_by_side)
             rows.append((got[False], got[True]))
             plain, watch = got[False], got[True]
             print(

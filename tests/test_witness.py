@@ -1,6 +1,8 @@
 """The witnesses on small hand-written training loops: each check fires on its trigger, is exact
 where it claims to be, stays quiet on a correct loop, and every hook goes when it is removed."""
 
+import os
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from torch import nn
 
 from dirtyrl.witness import EnvWitness, GradientWitness, WitnessTripped
 from dirtyrl.witness.acting import Episode, acting_evidence
+from dirtyrl.witness.envs import Recorder
 
 
 def net(seed=0):
@@ -233,5 +236,63 @@ def test_an_env_witness_error_never_ends_the_run(capsys):
                 if terminated:
                     env.reset()
         assert witness.failed is not None and "internal error" in capsys.readouterr().err
+    finally:
+        gym.registry.pop("WitnessCycle-v0")
+
+
+class Emits(gym.Env):
+    """Steps emit ``bad`` at entry 1 once ``t`` reaches 3; entry 1's bound is ``bound``."""
+
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, bad=0.0, bound=1.0):
+        self.bad = bad
+        self.observation_space = gym.spaces.Box(np.array([-1, -bound], np.float32), np.array([1, bound], np.float32))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = np.array([self.np_random.uniform(-1, 1), self.bad if self.t >= 3 else 0.0], np.float32)
+        return obs, 0.0, self.t >= 10, False, {}
+
+
+@pytest.mark.parametrize(
+    "bad, bound, checks",
+    [
+        (0.5, 1.0, set()),
+        (np.nan, 1.0, {"nan_obs"}),
+        (np.inf, np.inf, {"nan_obs"}),  # an unbounded entry is still not allowed Inf
+        (50.0, 1.0, {"obs_range"}),
+        (1e6, np.inf, set()),  # large but inside an unbounded entry
+    ],
+)
+def test_observation_checks_find_nan_inf_and_far_outside_the_space(bad, bound, checks):
+    with EnvWitness() as witness:
+        env = Recorder(Emits(bad, bound), witness, "Emits", 0)
+        env.reset(seed=0)
+        for _ in range(10):
+            env.step(0)
+    assert {f.check for f in witness.findings} == checks
+
+
+def test_a_forked_worker_records_nothing():
+    gym.register("WitnessCycle-v0", entry_point=Cycle)
+    try:
+        with EnvWitness() as witness:
+            env = gym.make("WitnessCycle-v0")
+            env.reset(seed=1)
+            pid = os.fork()
+            if pid == 0:  # the child: steps the env it inherited, as an AsyncVectorEnv worker would
+                for _ in range(8):
+                    env.step(0)
+                os._exit(0 if witness.env_steps == 0 and not witness.recording else 1)
+            _, status = os.waitpid(pid, 0)
+            env.step(0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert witness.recording and witness.env_steps == 1
     finally:
         gym.registry.pop("WitnessCycle-v0")

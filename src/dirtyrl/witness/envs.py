@@ -14,8 +14,8 @@ What the record serves:
   observation that never varies, NaN/Inf, values far outside the space), an agent that plays
   one action almost always from the start.
 
-Envs made inside the vector envs' worker processes (``AsyncVectorEnv``) are recorded there and
-never reach this process: the record covers envs stepped in this process.
+Envs stepped inside the vector envs' forked worker processes (``AsyncVectorEnv``) are not
+recorded: the record covers envs stepped in this process.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -48,7 +49,6 @@ class Recorder(gym.Wrapper):
         self.witness = witness
         self.env_id = env_id
         self.index = index
-        self.pid = os.getpid()  # a forked worker of a vector env records nothing
         self.episode: Episode | None = None
         self.obs: Any = None
         self.steps = 0
@@ -60,7 +60,7 @@ class Recorder(gym.Wrapper):
 
     def reset(self, **kwargs: Any) -> Any:
         obs, info = self.env.reset(**kwargs)
-        if self.pid == os.getpid() and self.witness.failed is None:
+        if self.witness.recording:
             try:
                 if self.episode is not None and self.episode.actions:
                     self.witness.end_episode(self, self.episode)  # abandoned by a reset: still played
@@ -74,7 +74,7 @@ class Recorder(gym.Wrapper):
 
     def step(self, action: Any) -> Any:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if self.pid == os.getpid() and self.witness.failed is None:
+        if self.witness.recording:
             try:  # costs nothing per step in Python 3.11, unlike a context manager
                 self._record(action, reward, terminated, truncated, obs)
             except WitnessTripped:
@@ -182,6 +182,7 @@ class EnvWitness:
         self.action_counts: Counter = Counter()
         self.findings: list[Finding] = []
         self.failed: str | None = None  # the witness's own error, if one happened (the run went on)
+        self.recording = True  # off after the witness's own error, and in a forked vector-env worker
         self.made: list[tuple[str, dict[str, Any]]] = []  # (env id, kwargs) as the script made them
         self._reported: set[tuple[str, str]] = set()
         self._saved: list[tuple[Any, str, Any]] = []
@@ -189,6 +190,11 @@ class EnvWitness:
     # -- installing -----------------------------------------------------------------------------
     def install(self) -> EnvWitness:
         import gymnasium.envs.registration as registration
+
+        # A forked worker (AsyncVectorEnv) records nothing: its copy of the record never reaches
+        # this process. A flag set at fork costs nothing per step, unlike comparing os.getpid().
+        witness = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: setattr(witness(), "recording", False) if witness() else None)
 
         original = registration.make
 
@@ -220,6 +226,7 @@ class EnvWitness:
     def stand_down(self, exc: Exception) -> None:
         """An error of the witness's own never ends the watched run: one line, then it stands down."""
         self.failed = f"{type(exc).__name__}: {exc}"
+        self.recording = False
         print(
             f"dirtyrl: witness: internal error while recording an env ({self.failed}); the env witness is off "
             "for the rest of the run, which goes on",
@@ -281,6 +288,14 @@ class EnvWitness:
                     )
                 )
                 recorder.obs_varied = True  # reported once
+        if recorder.limits is False:
+            limits = far_limits(recorder.observation_space)
+            big = np.finfo(np.float64).max  # an infinite bound still fails an Inf or a NaN entry
+            recorder.limits = None if limits is None else (np.maximum(limits[0], -big), np.minimum(limits[1], big))
+        limits = recorder.limits
+        judged = limits is not None and obs.dtype.kind in "fiu" and obs.shape == limits[0].shape
+        if judged and ((obs >= limits[0]) & (obs <= limits[1])).all():
+            return  # the common case in two comparisons: finite and within range (NaN fails both)
         if obs.dtype.kind == "f" and not np.isfinite(obs).all():
             bad = int((~np.isfinite(obs)).sum())
             self.report(
@@ -292,11 +307,8 @@ class EnvWitness:
                     env_step=self.env_steps,
                 )
             )
-        if recorder.limits is False:
-            recorder.limits = far_limits(recorder.observation_space)
-        if recorder.limits is not None and obs.dtype.kind in "fiu" and obs.shape == recorder.limits[0].shape:
-            lo, hi = recorder.limits
-            outside = (obs < lo) | (obs > hi)
+        if judged:
+            outside = np.isfinite(obs) & ((obs < limits[0]) | (obs > limits[1]))
             if outside.any():
                 space = recorder.observation_space
                 i = int(np.flatnonzero(outside.ravel())[0])
