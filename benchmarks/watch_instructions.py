@@ -93,6 +93,9 @@ def main() -> None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     if args.long <= args.short:
         raise SystemExit(f"--long ({args.long}) must be more than --short ({args.short})")
+    from watch_overhead import cpu_model  # this folder is on sys.path when run as a script
+
+    print(cpu_model())
     runs = [(mode, steps) for mode in ("plain", "watch") for steps in (args.short, args.long)]
     print(f"4 runs under callgrind ({args.short} and {args.long} env steps, plain and watched), two at a time", flush=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
