@@ -4,7 +4,6 @@ The worked examples in examples/ pass; a bug seeded into each (the file copied w
 changed, as a person would break it) is caught and the broken part named.
 """
 
-import importlib
 import os
 import subprocess
 import sys
@@ -15,18 +14,9 @@ import pytest
 from dirtyrl import doctor
 from dirtyrl.doctor.user import agent_results, check_env_results
 from dirtyrl.errors import UserError
+from seeding import seeded_agent
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def seeded(tmp_path, monkeypatch, example, old, new, name):
-    """A copy of ``examples/<example>.py`` with ``old`` replaced by ``new``, importable as ``name``."""
-    text = (EXAMPLES / f"{example}.py").read_text()
-    assert text.count(old) == 1, f"{old!r} not found once in {example}.py"
-    (tmp_path / f"{name}.py").write_text(text.replace(old, new))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    return f"{name}:make_agent"
 
 
 def only_failure(results):
@@ -53,26 +43,21 @@ def test_the_examples_pass_from_the_command_line_as_the_docs_write_it(tmp_path):
 
 
 def test_reinforce_acting_on_a_stale_observation_is_caught_and_named(tmp_path, monkeypatch):
-    spec = seeded(tmp_path, monkeypatch, "reinforce", "                obs = next_obs\n", "", "reinforce_stale")
+    spec = seeded_agent(tmp_path, monkeypatch, "reinforce", [("                obs = next_obs\n", "")], "reinforce_stale")
     row = only_failure(agent_results(spec, 1500, 1, [5, 6]))
     assert row.check == "probe 6" and row.suspect.startswith("acting on a stale observation")
 
 
 def test_cleanrl_dqn_bootstrapping_through_terminal_is_caught_and_named(tmp_path, monkeypatch):
-    spec = seeded(tmp_path, monkeypatch, "dqn_cleanrl", " * (1 - torch.as_tensor(term_buf[idx]))", "", "dqn_no_done")
+    edit = (" * (1 - torch.as_tensor(term_buf[idx]))", "")
+    spec = seeded_agent(tmp_path, monkeypatch, "dqn_cleanrl", [edit], "dqn_no_done")
     row = only_failure(agent_results(spec, 1500, 1, [1]))
     assert row.suspect.startswith("done masking / bootstrapping through terminal")
 
 
 def test_cleanrl_dqn_truncation_stored_as_terminal_is_caught_and_named(tmp_path, monkeypatch):
-    spec = seeded(
-        tmp_path,
-        monkeypatch,
-        "dqn_cleanrl",
-        "rew_buf[step], term_buf[step] = action, reward, terminated",
-        "rew_buf[step], term_buf[step] = action, reward, terminated or truncated",
-        "dqn_truncation",
-    )
+    stored = "rew_buf[step], term_buf[step] = action, reward, terminated"
+    spec = seeded_agent(tmp_path, monkeypatch, "dqn_cleanrl", [(stored, stored + " or truncated")], "dqn_truncation")
     row = only_failure(agent_results(spec, 1500, 1, [8]))
     assert row.suspect.startswith("time-limit truncation treated as terminal")
 

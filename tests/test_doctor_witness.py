@@ -5,7 +5,6 @@ or not the agent reports its own ``episode_returns``; the clean examples and Sta
 (a trusted third-party implementation) pass with no finding.
 """
 
-import importlib
 import sys
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import pytest
 from dirtyrl import doctor
 from dirtyrl.algos import dqn
 from dirtyrl.doctor.user import agent_results
+from seeding import seeded_agent, seeded_source
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/sb3_agents.py
 NO_RETURNS = [  # the same agents, without the optional episode_returns
     ("        self.episode_returns: list[float] = []\n", ""),
@@ -26,16 +25,12 @@ NO_RETURNS = [  # the same agents, without the optional episode_returns
 
 
 def seeded(tmp_path, monkeypatch, example, edits, name, reports=True):
-    """A copy of ``examples/<example>.py`` with each (old, new) of ``edits`` applied once."""
-    text = (EXAMPLES / f"{example}.py").read_text()
-    for old, new in list(edits) + ([] if reports else [e for e in NO_RETURNS if e[0] in text]):
-        assert text.count(old) == 1, f"{old!r} not found once in {example}.py"
-        text = text.replace(old, new)
-    assert reports == ("episode_returns.append" in text)
-    (tmp_path / f"{name}.py").write_text(text)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    return f"{name}:make_agent"
+    """``seeded_agent``, and without ``reports`` also without the optional episode_returns."""
+    text = seeded_source(example, [])
+    edits = list(edits) + ([] if reports else [e for e in NO_RETURNS if e[0] in text])
+    spec = seeded_agent(tmp_path, monkeypatch, example, edits, name)
+    assert reports == ("episode_returns.append" in (tmp_path / f"{name}.py").read_text())
+    return spec
 
 
 def rows(results):

@@ -8,7 +8,6 @@ credit of each action under a uniform policy), then with REINFORCE (examples/rei
 copied with the bug written in, as a person would write it.
 """
 
-import importlib
 import itertools
 from pathlib import Path
 
@@ -20,20 +19,10 @@ from dirtyrl.algos import vpg
 from dirtyrl.doctor.probes import PROBES
 from dirtyrl.doctor.user import agent_results
 from dirtyrl.envs.probes import TimeCreditProbe
+from seeding import seeded_agent
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RIGHT = (1, 0, 1, 0)
-
-
-def seeded(tmp_path, monkeypatch, example, old, new, name):
-    """A copy of ``examples/<example>.py`` with ``old`` replaced by ``new``, importable as ``name``
-    (as in tests/test_doctor_agent.py)."""
-    text = (EXAMPLES / f"{example}.py").read_text()
-    assert text.count(old) == 1, f"{old!r} not found once in {example}.py"
-    (tmp_path / f"{name}.py").write_text(text.replace(old, new))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    return f"{name}:make_agent"
 
 
 def rtg(rewards, gamma):
@@ -141,7 +130,7 @@ CREDIT_BUGS = [
 def test_reinforce_with_credit_in_the_wrong_time_order_fails_at_the_named_step(
     tmp_path, monkeypatch, old, new, name, wrong, named
 ):
-    spec = seeded(tmp_path, monkeypatch, "reinforce", old, new, name)
+    spec = seeded_agent(tmp_path, monkeypatch, "reinforce", [(old, new)], name)
     row = probe10(agent_results(spec, 1500, 1, [10]))
     assert not row.passed
     assert [t for t, p in enumerate(row.data["p_right"][:3]) if p < 0.5] == wrong, row.measured

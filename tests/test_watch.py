@@ -17,6 +17,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dirtyrl.commands.watch import counts_entropy, env_kwargs_items, exit_status
+from seeding import seeded_source
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -24,11 +25,9 @@ DQN_ARGS = ["--total-timesteps", "1500", "--learning-starts", "200"]
 
 
 def seeded(tmp_path: Path, example: str, old: str, new: str) -> Path:
-    """A copy of ``examples/<example>.py`` with ``old`` (found exactly once) replaced by ``new``."""
-    text = (EXAMPLES / f"{example}.py").read_text()
-    assert text.count(old) == 1, f"{old!r} not found once in {example}.py"
+    """A copy of ``examples/<example>.py`` with ``old`` replaced by ``new``, to run as a script."""
     path = tmp_path / f"{example}_seeded.py"
-    path.write_text(text.replace(old, new))
+    path.write_text(seeded_source(example, [(old, new)]))
     return path
 
 
