@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -251,6 +252,58 @@ def test_stable_baselines3_runs_under_watch_with_no_false_alarm(tmp_path):
     assert any(t.startswith("debug/grad_norm/QNetwork.") for t in scalars), sorted(scalars)  # SB3's DQN net
     # PPO's training calls the policy's parts directly (evaluate_actions): the outermost module called.
     assert any(t.startswith("debug/grad_norm/MlpExtractor.policy_net.") for t in scalars), sorted(scalars)
+
+
+IMAGES = """
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+
+class Bar(gym.Env):
+    observation_space = gym.spaces.Box(0, 255, (12, 12), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.frame(), {}
+
+    def frame(self):
+        image = np.zeros((12, 12), np.uint8)
+        image[:, self.t % 12] = 255  # a bright bar that moves one column a step
+        return image
+
+    def step(self, action):
+        self.t += 1
+        return self.frame(), 0.0, self.t >= 40, False, {}
+
+
+gym.register("Bar-v0", entry_point=Bar)
+env = gym.make("Bar-v0")
+net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(400, 2))
+obs, _ = env.reset(seed=0)
+for _ in range(400):
+    with torch.no_grad():
+        x = torch.as_tensor(obs, dtype=torch.float32)[None, None] / 255.0  # the script's own preprocessing
+        action = int(torch.distributions.Categorical(logits=net(x)).sample())
+    obs, _, terminated, truncated, _ = env.step(action)
+    if terminated or truncated:
+        obs, _ = env.reset()
+"""
+
+
+def test_image_inputs_are_drawn_as_the_network_saw_them(tmp_path):
+    script = tmp_path / "images.py"
+    script.write_text(IMAGES)
+    out, summary = watch(tmp_path, script)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert summary["findings"] == [], summary["findings"]
+    from PIL import Image
+
+    sheet = np.asarray(Image.open(tmp_path / "run" / "inspect" / "agent_input.png").convert("L"))
+    assert sheet.shape[0] > 100 and sheet.max() >= 200 and (sheet < 40).mean() > 0.5  # a bright bar on black
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
