@@ -104,6 +104,30 @@ def test_nan_gradients_stop_before_the_step_in_stop_mode():
     assert w.findings[0].check == "nan_grad"
 
 
+@pytest.mark.parametrize("last_layer", [True, False])
+def test_a_nan_between_full_checks_is_named_at_the_update_it_appears(last_layer):
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    w = GradientWitness("stop", check_every=50)
+    with w, pytest.raises(WitnessTripped, match="nan_grad"):
+        for i in range(300):  # the full checks: the first 100 updates, then every 50th
+            out = model(torch.randn(8, 3, generator=torch.Generator().manual_seed(i)))
+            if i == 220 and last_layer:
+                out = out / out.new_zeros(())  # NaN in the loss: every gradient
+            loss = (out**2).mean()
+            if i == 220 and not last_layer:
+                loss = loss + model[0].weight.sum() * float("nan")  # NaN in the first layer's gradient only
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    found = w.findings[0]
+    assert found.check == "nan_grad" and found.where.startswith("Sequential.0" if not last_layer else "Sequential.")
+    if last_layer:  # every gradient holds it: seen at once, before the step
+        assert found.optimizer_step == 221 and all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    else:  # one layer's gradient: seen when its turn comes, within one update per parameter
+        assert 221 <= found.optimizer_step <= 221 + len(list(model.parameters()))
+
+
 def test_a_learning_rate_that_explodes_is_an_update_size_finding():
     model = net()
     opt = torch.optim.Adam(model.parameters(), lr=50.0)

@@ -22,6 +22,7 @@ each; ``"record"`` only keeps them.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,6 +111,15 @@ class ModuleRecord:
     alive: torch.Tensor | None = None
     dead_streak: int = 0
     params: list[ParamRecord] = field(default_factory=list)
+
+
+def _spot_finite(grad: torch.Tensor | None) -> bool:
+    """One gradient's sum is finite: a cheap check at every update between the full ones. A NaN
+    made in the loss reaches every gradient, so one of them shows it at the update it appears;
+    the parameters are taken in turn from the last (nearest the loss) for one that does not."""
+    if grad is None or grad.layout != torch.strided or not grad.is_floating_point():
+        return True
+    return math.isfinite(float(grad.detach().sum()))
 
 
 def _all_finite(tensors: list[torch.Tensor]) -> bool:
@@ -369,6 +379,8 @@ class GradientWitness:
         if self._is_checked(self.steps, self.optimizers[key]):
             found += self._check_grads(records)
             found += self._check_dead_units()
+        elif records and not _spot_finite(records[-1 - self.steps % len(records)].param.grad):
+            found += self._check_grads(records)  # a NaN between full checks: named at the step it appears
         if self.steps in EARLY_CHECKS or self.steps % CHECK_EVERY == 0:
             found += self.slow_checks()
         if self._measure_ratio(key):
