@@ -387,7 +387,8 @@ class GradientWitness:
             self._before[key] = [p.detach().clone() for p in group_params]
         if self.every and self.steps % self.every == 0 and self.logger is not None:
             self._log(records)
-        self._emit(found)
+        if found:
+            self._emit(found)
 
     def _stepped(self, optimizer: torch.optim.Optimizer) -> tuple[list[ParamRecord], list[torch.Tensor]]:
         """The optimizer's parameters and their records, kept until its parameter count changes."""
@@ -418,7 +419,7 @@ class GradientWitness:
     def _step_post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         key = id(optimizer)
         found = []
-        records, group_params = self._stepped(optimizer)
+        records, group_params = self._records[key][1:]  # as _stepped left them just before the step
         for rec in records:
             rec.pending = True
             rec.steps += 1
@@ -452,7 +453,8 @@ class GradientWitness:
         self._check_next = self._is_checked(self.steps + 1, self.optimizers[key] + 1) or naming
         if self.check_every > 1 and self._handles:
             self._watch_modules(self._check_next)
-        self._emit(found)
+        if found:
+            self._emit(found)
 
     # -- checks ---------------------------------------------------------------------------------
     def _check_grads(self, records: list[ParamRecord]) -> list[Finding]:
