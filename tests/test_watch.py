@@ -306,6 +306,30 @@ def test_image_inputs_are_drawn_as_the_network_saw_them(tmp_path):
     assert sheet.shape[0] > 100 and sheet.max() >= 200 and (sheet < 40).mean() > 0.5  # a bright bar on black
 
 
+MAKE_VEC = """
+import gymnasium as gym
+import numpy as np
+import sys
+
+envs = gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode=sys.argv[1])
+envs.reset(seed=0)
+rng = np.random.default_rng(0)
+for _ in range(250):
+    envs.step(rng.integers(0, 2, 4))
+envs.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["vector_entry_point", "async"])
+def test_make_vec_envs_are_recorded_even_when_gym_make_makes_none_here(tmp_path, mode):
+    script = tmp_path / "make_vec.py"
+    script.write_text(MAKE_VEC)
+    out, summary = watch(tmp_path, script, mode)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert summary["findings"] == [] and summary["episodes"] >= 30 and 900 <= summary["env_steps"] <= 1000
+    assert summary["env"] == "CartPole-v1"
+
+
 # -- pure helpers ---------------------------------------------------------------------------------
 
 

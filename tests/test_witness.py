@@ -320,3 +320,31 @@ def test_a_forked_worker_records_nothing():
         assert witness.recording and witness.env_steps == 1
     finally:
         gym.registry.pop("WitnessCycle-v0")
+
+
+@pytest.mark.parametrize("mode", ["vector_entry_point", "async", "sync"])
+def test_every_env_of_make_vec_is_recorded_whatever_made_it(mode):
+    """CartPole's own vector env and AsyncVectorEnv's workers make no env through gymnasium.make
+    in this process: their envs are recorded from the batched steps, autoreset steps left out."""
+    n = 3
+    with EnvWitness() as witness:
+        envs = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode=mode)
+        envs.reset(seed=0)
+        rng = np.random.default_rng(0)
+        truth, running, resetting, played = [[] for _ in range(n)], np.zeros(n), np.zeros(n, bool), 0
+        for _ in range(300):
+            _, rewards, terminated, truncated, _ = envs.step(rng.integers(0, 2, n))
+            for i in np.flatnonzero(~resetting):  # an env's step after its episode's end only resets it
+                played += 1
+                running[i] += rewards[i]
+                if terminated[i] or truncated[i]:
+                    truth[i].append(running[i])
+                    running[i] = 0.0
+            resetting = terminated | truncated
+        envs.close()
+    recorded = [
+        [e.ret for e, k in zip(witness.episodes, witness.episode_env, strict=True) if k == index]
+        for index in sorted(set(witness.episode_env))
+    ]
+    assert recorded == truth and witness.env_steps == played
+    assert witness.made[0] == ("CartPole-v1", {})

@@ -1,10 +1,13 @@
 """The env witness: every env that outside code makes through Gymnasium is recorded as it plays.
 
-``EnvWitness`` replaces ``gymnasium.make`` (and the module function ``make_vec`` and
-``SyncVectorEnv``-from-thunks reach through) while it is installed, and wraps each env it makes
-in a ``Recorder``: a plain ``gym.Wrapper`` that passes every call through unchanged and notes
-the action, the reward, the episode ends and, on request, each observation. The agent's code is
-not touched and cannot tell; what it reports about itself is never read.
+``EnvWitness`` replaces ``gymnasium.make`` (which ``SyncVectorEnv``-from-thunks and a sync
+``make_vec`` reach through) while it is installed, and wraps each env it makes in a
+``Recorder``: a plain ``gym.Wrapper`` that passes every call through unchanged and notes the
+action, the reward, the episode ends and, on request, each observation. It replaces
+``gymnasium.make_vec`` too: a vector env whose envs were made some other way (CartPole's own
+vector env, ``AsyncVectorEnv``'s workers) is wrapped in a ``VectorRecorder``, which records
+each of its envs from the batched steps. The agent's code is not touched and cannot tell; what
+it reports about itself is never read.
 
 What the record serves:
 
@@ -14,8 +17,8 @@ What the record serves:
   observation that never varies, NaN/Inf, values far outside the space), an agent that plays
   one action almost always from the start.
 
-Envs stepped inside the vector envs' forked worker processes (``AsyncVectorEnv``) are not
-recorded: the record covers envs stepped in this process.
+An ``AsyncVectorEnv`` built by hand from thunks (not through ``make_vec``) steps its envs in
+worker processes, out of this record; its forked workers record nothing.
 """
 
 from __future__ import annotations
@@ -41,11 +44,12 @@ OBS_CHECK_EVERY = 16  # observation statistics on every 16th step of large obser
 FAR_OUTSIDE = 10.0  # "far outside" a finite Box: beyond its bounds by 10x their width
 
 
-class Recorder(gym.Wrapper):
-    """Passes everything through; notes what the env saw. One per env made while witnessed."""
+class EnvRecord:
+    """What is noted of one env: its episode so far and the checks on its observations. Mixed
+    into ``Recorder`` (an env made by ``gymnasium.make``) and ``SubEnvRecord`` (one env of a
+    vector env that made its envs some other way)."""
 
-    def __init__(self, env: gym.Env, witness: EnvWitness, env_id: str, index: int) -> None:
-        super().__init__(env)
+    def _start_record(self, witness: EnvWitness, env_id: str, index: int) -> None:
         self.witness = witness
         self.env_id = env_id
         self.index = index
@@ -58,30 +62,12 @@ class Recorder(gym.Wrapper):
         self.large = False
         self.limits: tuple[np.ndarray, np.ndarray] | bool | None = False  # far-outside bounds, made once
 
-    def reset(self, **kwargs: Any) -> Any:
-        obs, info = self.env.reset(**kwargs)
-        if self.witness.recording:
-            try:
-                if self.episode is not None and self.episode.actions:
-                    self.witness.end_episode(self, self.episode)  # abandoned by a reset: still played
-                self.episode = Episode()
-                self._see(obs)
-            except WitnessTripped:
-                raise
-            except Exception as exc:
-                self.witness.stand_down(exc)
-        return obs, info
-
-    def step(self, action: Any) -> Any:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        if self.witness.recording:
-            try:  # costs nothing per step in Python 3.11, unlike a context manager
-                self._record(action, reward, terminated, truncated, obs)
-            except WitnessTripped:
-                raise
-            except Exception as exc:
-                self.witness.stand_down(exc)
-        return obs, reward, terminated, truncated, info
+    def _begin(self, obs: Any) -> None:
+        """A reset: the episode so far (abandoned, but played) ends, a new one starts at ``obs``."""
+        if self.episode is not None and self.episode.actions:
+            self.witness.end_episode(self, self.episode)
+        self.episode = Episode()
+        self._see(obs)
 
     def _record(self, action: Any, reward: Any, terminated: Any, truncated: Any, obs: Any) -> None:
         if self.episode is None:
@@ -94,7 +80,7 @@ class Recorder(gym.Wrapper):
         ep.rewards.append(float(reward))
         self.steps += 1
         self.witness.on_step(self, a)
-        if self.witness.on_env_step is not None:
+        if self.witness.on_env_step is not None and isinstance(self, Recorder):
             self.witness.on_env_step(self, self.witness.env_steps)  # before the episode's end: its last frame
         if terminated or truncated:
             ep.terminated, ep.truncated = bool(terminated), bool(truncated)
@@ -112,6 +98,103 @@ class Recorder(gym.Wrapper):
         if self.obs_seen % (OBS_CHECK_EVERY if self.large else self.witness.obs_check_every):
             return
         self.witness.check_observation(self, obs)
+
+
+class Recorder(gym.Wrapper, EnvRecord):
+    """Passes everything through; notes what the env saw. One per env made while witnessed."""
+
+    def __init__(self, env: gym.Env, witness: EnvWitness, env_id: str, index: int) -> None:
+        super().__init__(env)
+        self._start_record(witness, env_id, index)
+
+    def reset(self, **kwargs: Any) -> Any:
+        obs, info = self.env.reset(**kwargs)
+        if self.witness.recording:
+            try:
+                self._begin(obs)
+            except WitnessTripped:
+                raise
+            except Exception as exc:
+                self.witness.stand_down(exc)
+        return obs, info
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.witness.recording:
+            try:  # costs nothing per step in Python 3.11, unlike a context manager
+                self._record(action, reward, terminated, truncated, obs)
+            except WitnessTripped:
+                raise
+            except Exception as exc:
+                self.witness.stand_down(exc)
+        return obs, reward, terminated, truncated, info
+
+
+class SubEnvRecord(EnvRecord):
+    """One env of a ``VectorRecorder``: the spaces are the vector env's single-env ones."""
+
+    def __init__(self, vector_env: gym.vector.VectorEnv, witness: EnvWitness, env_id: str, index: int) -> None:
+        self._start_record(witness, env_id, index)
+        self.spec = vector_env.spec
+        self.action_space = vector_env.single_action_space
+        self.observation_space = vector_env.single_observation_space
+
+
+class VectorRecorder(gym.vector.VectorWrapper):
+    """A vector env from ``gymnasium.make_vec`` whose envs were not made by ``gymnasium.make``
+    (a vector entry point such as CartPole's, or ``AsyncVectorEnv``'s worker processes): each of
+    its envs is recorded here, in this process, from the batched steps."""
+
+    def __init__(self, env: gym.vector.VectorEnv, witness: EnvWitness, env_id: str, first_index: int) -> None:
+        super().__init__(env)
+        self.witness = witness
+        self.subs = [SubEnvRecord(env, witness, env_id, first_index + i) for i in range(env.num_envs)]
+        mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+        # NEXT_STEP (the default): the step after an episode's end resets that env and ignores its
+        # action; SAME_STEP returns the next episode's first observation with the end itself.
+        self.next_step_reset = mode in (gym.vector.AutoresetMode.NEXT_STEP, "NextStep")
+        self.resetting = np.zeros(env.num_envs, bool)
+
+    def reset(self, **kwargs: Any) -> Any:
+        obs, info = self.env.reset(**kwargs)
+        if self.witness.recording:
+            try:
+                mask = (kwargs.get("options") or {}).get("reset_mask")
+                for i, sub in enumerate(self.subs):
+                    if mask is None or mask[i]:
+                        sub._begin(_item(obs, i))
+                        self.resetting[i] = False
+            except WitnessTripped:
+                raise
+            except Exception as exc:
+                self.witness.stand_down(exc)
+        return obs, info
+
+    def step(self, actions: Any) -> Any:
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        if self.witness.recording:
+            try:
+                for i, sub in enumerate(self.subs):
+                    if self.resetting[i]:  # this step reset env i: its action was not played
+                        sub._begin(_item(obs, i))
+                    else:
+                        sub._record(_item(actions, i), rewards[i], terminated[i], truncated[i], _item(obs, i))
+                if self.next_step_reset:
+                    self.resetting = np.logical_or(terminated, truncated)
+            except WitnessTripped:
+                raise
+            except Exception as exc:
+                self.witness.stand_down(exc)
+        return obs, rewards, terminated, truncated, info
+
+
+def _item(batch: Any, i: int) -> Any:
+    """Env ``i``'s part of a batched observation or action (arrays, and dicts and tuples of them)."""
+    if isinstance(batch, dict):
+        return {k: _item(v, i) for k, v in batch.items()}
+    if isinstance(batch, tuple):
+        return tuple(_item(v, i) for v in batch)
+    return batch[i]
 
 
 def far_limits(space: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -175,7 +258,7 @@ class EnvWitness:
         self.on_env_step = on_env_step
         self.obs_check_every = max(1, obs_check_every)  # small observations: checked every step by default
         self.window_counts: Counter = Counter()  # actions since the last on_window call
-        self.recorders: list[Recorder] = []
+        self.recorders: list[EnvRecord] = []
         self.episodes: list[Episode] = []
         self.episode_env: list[int] = []  # recorder index of each episode
         self.env_steps = 0
@@ -206,10 +289,33 @@ class EnvWitness:
             self.recorders.append(recorder)
             return recorder
 
+        original_vec = registration.make_vec
+
+        def make_vec(
+            env_id: Any,
+            num_envs: int = 1,
+            vectorization_mode: Any = None,
+            vector_kwargs: dict[str, Any] | None = None,
+            wrappers: Any = None,
+            **kwargs: Any,
+        ) -> gym.vector.VectorEnv:
+            made = len(self.made)
+            env = original_vec(env_id, num_envs, vectorization_mode, vector_kwargs, wrappers, **kwargs)
+            if isinstance(env, gym.vector.SyncVectorEnv) and all(isinstance(e, Recorder) for e in env.envs):
+                return env  # its envs came from gymnasium.make: recorded already
+            name = env_id if isinstance(env_id, str) else getattr(env_id, "id", str(env_id))
+            if len(self.made) == made:  # (AsyncVectorEnv makes one env here, for its spaces)
+                self.made.append((name, dict(kwargs)))
+            vector = VectorRecorder(env, self, name, len(self.recorders))
+            self.recorders.extend(vector.subs)
+            return vector
+
         make.__doc__ = original.__doc__
+        make_vec.__doc__ = original_vec.__doc__
         for owner in (registration, gym):
-            self._saved.append((owner, "make", owner.make))
-            owner.make = make
+            for name, value in (("make", make), ("make_vec", make_vec)):
+                self._saved.append((owner, name, getattr(owner, name)))
+                setattr(owner, name, value)
         return self
 
     def remove(self) -> None:
