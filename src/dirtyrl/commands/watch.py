@@ -4,8 +4,8 @@ Like ``python -m cProfile script.py``: the script runs in this process (``runpy`
 ``__main__``, with its own ``sys.argv`` and its folder first on ``sys.path``), and nothing in it
 changes. Before its first line runs two witnesses are installed (dirtyrl/witness/):
 
-- the env witness records every env it makes through ``gymnasium.make`` (also ``make_vec`` in
-  sync mode and ``SyncVectorEnv`` of ``gym.make`` thunks): episode returns and lengths to
+- the env witness records every env it makes through ``gymnasium.make`` or ``make_vec`` (and
+  ``SyncVectorEnv`` of ``gym.make`` thunks): episode returns and lengths to
   TensorBoard under the tags ``train`` uses, the action histogram and its entropy per window of
   env steps, observation checks, an agent that plays one action almost always;
 - the gradient witness hooks every module, parameter and optimizer: gradients never cleared,
