@@ -175,6 +175,7 @@ import gymnasium as gym
 def play():
     env = gym.make("CartPole-v1")
     env.reset(seed=0)
+    env.action_space.seed(0)  # random actions, the same every run: episodes end within the 60 steps
     for _ in range(60):
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         if terminated or truncated:
