@@ -307,6 +307,12 @@ def test_image_inputs_are_drawn_as_the_network_saw_them(tmp_path):
     assert sheet.shape[0] > 100 and sheet.max() >= 200 and (sheet < 40).mean() > 0.5  # a bright bar on black
 
 
+def test_render_draws_the_first_env_the_script_steps(tmp_path):
+    out, _ = watch(tmp_path, EXAMPLES / "dqn_script.py", *DQN_ARGS, flags=("--render",))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sorted((tmp_path / "run" / "videos").glob("*.gif")), "no display here: episodes become GIFs"
+
+
 MAKE_VEC = """
 import gymnasium as gym
 import numpy as np

@@ -49,6 +49,8 @@ class EnvRecord:
     into ``Recorder`` (an env made by ``gymnasium.make``) and ``SubEnvRecord`` (one env of a
     vector env that made its envs some other way)."""
 
+    renders = True  # an env of its own, which ``on_env_step`` (watch --render) can draw
+
     def _start_record(self, witness: EnvWitness, env_id: str, index: int) -> None:
         self.witness = witness
         self.env_id = env_id
@@ -80,7 +82,7 @@ class EnvRecord:
         ep.rewards.append(float(reward))
         self.steps += 1
         self.witness.on_step(self, a)
-        if self.witness.on_env_step is not None and isinstance(self, Recorder):
+        if self.witness.on_env_step is not None and self.renders:
             self.witness.on_env_step(self, self.witness.env_steps)  # before the episode's end: its last frame
         if terminated or truncated:
             ep.terminated, ep.truncated = bool(terminated), bool(truncated)
@@ -132,6 +134,8 @@ class Recorder(gym.Wrapper, EnvRecord):
 
 class SubEnvRecord(EnvRecord):
     """One env of a ``VectorRecorder``: the spaces are the vector env's single-env ones."""
+
+    renders = False  # drawn, if at all, by its vector env
 
     def __init__(self, vector_env: gym.vector.VectorEnv, witness: EnvWitness, env_id: str, index: int) -> None:
         self._start_record(witness, env_id, index)
